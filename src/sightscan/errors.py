@@ -1,0 +1,46 @@
+"""The exception tree of SightScan.
+
+Every error that crosses a module boundary is a `SightScanError`; third-party errors are
+translated once, where they happen. The API maps the subclasses to HTTP status codes and
+the CLI to exit codes, so messages must be one line, clear, and free of secrets.
+"""
+
+
+class SightScanError(Exception):
+    """Root of every error SightScan raises on purpose."""
+
+
+class ConfigurationError(SightScanError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class InvalidInputError(SightScanError, ValueError):
+    """User input (city name, label box, upload) was rejected; nothing was stored."""
+
+
+class InvalidImageError(InvalidInputError):
+    """Bytes that are not a supported, intact, reasonably sized image."""
+
+
+class NotFoundError(SightScanError, LookupError):
+    """The asked-for city, image, model or job does not exist."""
+
+
+class StorageError(SightScanError):
+    """The blob store failed to read or write."""
+
+
+class TrainingError(SightScanError):
+    """Training refused to start or failed; nothing was published."""
+
+
+class ModelFormatError(SightScanError):
+    """A file is not a SightScan model (ONNX + metadata)."""
+
+
+class ExternalServiceError(SightScanError):
+    """An external service (Places, Overpass, Commons, Vision, S3) failed after retries."""
+
+
+class QuotaExceededError(SightScanError):
+    """A hard cap (such as paid Vision calls per new city) has been reached."""

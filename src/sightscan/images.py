@@ -1,0 +1,76 @@
+"""Decode-and-check for every image that enters SightScan (uploads, crawls, imports).
+
+The type is decided by decoding the content, never by a file name; the pixel count is
+checked before decoding (decompression-bomb guard); truncated files are rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from sightscan.errors import InvalidImageError
+
+ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp",
+                   "WEBP": "image/webp", "TIFF": "image/tiff", "MPO": "image/jpeg"}
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What a checked image is: its format, size and content hash."""
+
+    format: str
+    mime_type: str
+    width: int
+    height: int
+    sha256: str
+    size_bytes: int
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of bytes: the content address of blobs and the image dedupe key."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def inspect_image(data: bytes, *, max_bytes: int | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Check that `data` is a whole, supported image of sane size; return what it is."""
+    if not data:
+        raise InvalidImageError("expected image bytes, got an empty file")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InvalidImageError(f"expected at most {max_bytes} bytes, got {len(data)}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                fmt = image.format or ""
+                if fmt not in ALLOWED_FORMATS:
+                    raise InvalidImageError(
+                        f"expected one of jpeg, png, gif, bmp, webp, tiff, got {fmt.lower() or 'unknown'}"
+                    )
+                width, height = image.size
+                if width < 1 or height < 1 or width * height > max_pixels:
+                    raise InvalidImageError(
+                        f"expected at most {max_pixels} pixels, got {width}x{height}"
+                    )
+                image.load()  # full decode: catches truncated and corrupt files
+    except InvalidImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImageError("expected a jpeg, png, gif, bmp, webp or tiff image") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImageError(f"expected an intact image, got a broken file ({exc})") from None
+    return ImageInfo(fmt, ALLOWED_FORMATS[fmt], width, height, sha256_hex(data), len(data))
+
+
+def open_rgb(data: bytes) -> Image.Image:
+    """Decode bytes to an RGB PIL image (EXIF orientation applied)."""
+    from PIL import ImageOps
+
+    with Image.open(io.BytesIO(data)) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")

@@ -1,0 +1,20 @@
+"""The seam between what asks for pipeline work (API, CLI, refresher) and what runs it.
+
+`Scheduler.submit` records a queued job in the warehouse and hands it to the queue; at most
+one job per city and stage is queued or running at a time. `sightscan.tasks` provides the
+Huey-backed implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+STAGES = ("crawl", "label", "train")
+
+
+class Scheduler(Protocol):
+    """Queues pipeline stages for cities."""
+
+    def submit(self, stage: str, city: str, **options: Any) -> int | None:
+        """Queue `stage` for `city`; the job id, or None when one is already queued or running."""
+        ...

@@ -1,0 +1,92 @@
+"""Blob store for image and model bytes, content-addressed by sha256, through fsspec.
+
+One contract for every backend: `put` returns the key (the sha256 hex of the bytes) and is
+idempotent; `get` returns exactly the bytes that were put. The local backend writes to a
+temporary name and renames, so a crash never leaves a half-written blob under a real key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import fsspec
+
+from sightscan.config import Settings
+from sightscan.errors import ConfigurationError, NotFoundError, StorageError
+from sightscan.images import sha256_hex
+
+
+class BlobStore:
+    """Content-addressed bytes under a root URL (a local path or s3://bucket/prefix)."""
+
+    def __init__(self, root: str, **storage_options: Any) -> None:
+        protocol = root.split("://", 1)[0] if "://" in root else "file"
+        try:
+            self.fs = fsspec.filesystem(protocol, **storage_options)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"SIGHTSCAN_BLOB_URL: backend {protocol!r} needs an extra: pip install 'sightscan[s3]' ({exc})"
+            ) from None
+        self.root = root.rstrip("/")
+        self._local = protocol in ("file", "local")
+        if self._local:
+            self.fs.makedirs(self.root, exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise NotFoundError(f"expected a sha256 hex blob key, got {key[:70]!r}")
+        return f"{self.root}/{key[:2]}/{key[2:4]}/{key}"
+
+    def put(self, data: bytes) -> str:
+        """Store bytes (once) and return their key."""
+        key = sha256_hex(data)
+        path = self._path(key)
+        try:
+            if self.fs.exists(path):
+                return key
+            if self._local:
+                self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+                self.fs.pipe_file(tmp, data)
+                self.fs.mv(tmp, path)
+            else:
+                self.fs.pipe_file(path, data)
+        except OSError as exc:
+            raise StorageError(f"could not write blob {key[:12]}: {exc.__class__.__name__}") from None
+        return key
+
+    def get(self, key: str) -> bytes:
+        """The bytes stored under `key`; NotFoundError when absent."""
+        path = self._path(key)
+        try:
+            data: bytes = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise NotFoundError(f"no blob {key[:12]}") from None
+        except OSError as exc:
+            raise StorageError(f"could not read blob {key[:12]}: {exc.__class__.__name__}") from None
+        return data
+
+    def exists(self, key: str) -> bool:
+        """Whether a blob with this key is stored."""
+        return bool(self.fs.exists(self._path(key)))
+
+    def delete(self, key: str) -> None:
+        """Remove a blob; absent blobs are ignored."""
+        path = self._path(key)
+        if self.fs.exists(path):
+            self.fs.rm_file(path)
+
+
+def blob_store_from_settings(settings: Settings) -> BlobStore:
+    """The blob store the settings point at (local folder or S3 with the AWS_* variables)."""
+    url = settings.blob_url
+    if url.startswith("s3://"):
+        options: dict[str, Any] = {"client_kwargs": {"region_name": settings.aws_default_region}}
+        if settings.aws_endpoint_url:
+            options["endpoint_url"] = settings.aws_endpoint_url
+        if settings.aws_access_key_id and settings.aws_secret_access_key:
+            options["key"] = settings.aws_access_key_id.get_secret_value()
+            options["secret"] = settings.aws_secret_access_key.get_secret_value()
+        return BlobStore(url, **options)
+    return BlobStore(url)

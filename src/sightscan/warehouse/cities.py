@@ -1,0 +1,111 @@
+"""Cities, city requests and the per-city cap on paid Vision calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from sightscan.cities import normalise_city
+from sightscan.errors import NotFoundError
+from sightscan.warehouse._sql import upsert_insert
+from sightscan.warehouse.models import City, CityRequest, VisionCalls, utcnow
+
+
+def get_or_create_city(session: Session, name: str) -> City:
+    """The city row for a (raw) name, created when new."""
+    normalised = normalise_city(name)
+    city = session.scalar(select(City).where(City.name == normalised))
+    if city is not None:
+        return city
+    session.execute(
+        upsert_insert(session, City.__table__)
+        .values(name=normalised, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    return session.scalars(select(City).where(City.name == normalised)).one()
+
+
+def find_city(session: Session, name: str) -> City:
+    """The city row for a (raw) name; NotFoundError when unknown."""
+    normalised = normalise_city(name)
+    city = session.scalar(select(City).where(City.name == normalised))
+    if city is None:
+        raise NotFoundError(f"unknown city {normalised!r}")
+    return city
+
+
+@dataclass(frozen=True, slots=True)
+class CityRequestResult:
+    """The state of a city's requests after one more."""
+
+    city: str
+    count: int
+    crawl_started: bool  # True exactly once: for the request that crossed the threshold
+
+
+def request_city(
+    session: Session,
+    *,
+    city: str,
+    threshold: int,
+    force: bool = False,
+    photo_folder: str | None = None,
+    sights: list[str] | None = None,
+) -> CityRequestResult:
+    """Count a request for a city; report whether this request starts the crawl."""
+    row = get_or_create_city(session, city)
+    now = utcnow()
+    stmt = upsert_insert(session, CityRequest.__table__).values(
+        city_id=row.id, count=1, first_requested_at=now, last_requested_at=now,
+        photo_folder=photo_folder, sights=sights,
+    )
+    updates: dict[str, object] = {"count": CityRequest.__table__.c.count + 1, "last_requested_at": now}
+    if photo_folder is not None:
+        updates["photo_folder"] = photo_folder
+    if sights is not None:
+        updates["sights"] = sights
+    session.execute(stmt.on_conflict_do_update(index_elements=["city_id"], set_=updates))
+    # The conditional update is the once-only switch, safe across processes.
+    condition = CityRequest.crawl_queued_at.is_(None)
+    if not force:
+        condition = condition & (CityRequest.count >= threshold)
+    started = session.execute(
+        update(CityRequest)
+        .where(CityRequest.city_id == row.id, condition)
+        .values(crawl_queued_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    count = session.scalar(select(CityRequest.count).where(CityRequest.city_id == row.id)) or 0
+    return CityRequestResult(row.name, count, started)
+
+
+def city_request(session: Session, city_id: int) -> CityRequest | None:
+    """The request row of a city (photo folder, static sights), if any."""
+    return session.get(CityRequest, city_id)
+
+
+def reserve_vision_call(session: Session, *, city_id: int, cap: int) -> bool:
+    """Reserve one paid Vision call for a city; False once `cap` calls were reserved.
+
+    Commit right after: a reservation must survive the call it pays for, so the cap holds
+    across restarts and parallel workers (the UPDATE ... WHERE calls < cap is atomic).
+    """
+    session.execute(
+        upsert_insert(session, VisionCalls.__table__)
+        .values(city_id=city_id, calls=0)
+        .on_conflict_do_nothing(index_elements=["city_id"])
+    )
+    result = session.execute(
+        update(VisionCalls)
+        .where(VisionCalls.city_id == city_id, VisionCalls.calls < cap)
+        .values(calls=VisionCalls.calls + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def vision_calls_made(session: Session, city_id: int) -> int:
+    """How many paid Vision calls a city has used."""
+    return session.scalar(select(VisionCalls.calls).where(VisionCalls.city_id == city_id)) or 0

@@ -1,0 +1,69 @@
+"""Engines, sessions and migrations for the warehouse (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from sightscan.errors import ConfigurationError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while a worker writes; busy_timeout makes writers wait, not fail.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: URL | str) -> Engine:
+    """An engine for the warehouse URL; creates the SQLite folder when needed."""
+    engine_url = make_url(url)
+    if engine_url.get_backend_name() == "sqlite":
+        if engine_url.database and engine_url.database != ":memory:":
+            Path(engine_url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(engine_url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if engine_url.get_backend_name() == "postgresql":
+        try:
+            return create_engine(engine_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        except ImportError:
+            raise ConfigurationError(
+                "PGHOST: PostgreSQL needs a driver: pip install 'sightscan[postgres]'"
+            ) from None
+    raise ConfigurationError(f"DATABASE_URL: unsupported backend {engine_url.get_backend_name()!r}")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply the Alembic migrations up to `revision`."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)

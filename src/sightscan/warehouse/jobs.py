@@ -1,0 +1,123 @@
+"""Pipeline job records (state, reason, counts) and the labelling log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from sightscan.errors import InvalidInputError, NotFoundError
+from sightscan.warehouse.models import City, Job, LabellingLog, utcnow
+
+STAGES = ("crawl", "label", "train", "refresh")
+STATES = ("queued", "running", "done", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job as the API and CLI show it."""
+
+    id: int
+    city: str
+    stage: str
+    state: str
+    reason: str | None
+    counts: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id, "city": self.city, "stage": self.stage, "state": self.state,
+            "reason": self.reason, "counts": self.counts, "attempts": self.attempts,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+def create_job(session: Session, *, city_id: int, stage: str) -> int:
+    """Record a queued job; returns its id."""
+    if stage not in STAGES:
+        raise InvalidInputError(f"expected stage in {STAGES}, got {stage!r}")
+    return int(session.execute(
+        insert(Job).values(city_id=city_id, stage=stage, state="queued", counts={}, attempts=0,
+                           created_at=utcnow()).returning(Job.id)
+    ).scalar_one())
+
+
+def start_job(session: Session, job_id: int) -> None:
+    """Mark a job running (one more attempt)."""
+    _update(session, job_id, state="running", started_at=utcnow(), finished_at=None, reason=None,
+            attempts=Job.attempts + 1)
+
+
+def finish_job(session: Session, job_id: int, *, counts: dict[str, Any] | None = None) -> None:
+    """Mark a job done with its counts."""
+    _update(session, job_id, state="done", finished_at=utcnow(), counts=counts or {})
+
+
+def fail_job(session: Session, job_id: int, *, reason: str, counts: dict[str, Any] | None = None,
+             final: bool = True) -> None:
+    """Mark a job failed (final) or queued again for a retry, with the reason."""
+    values: dict[str, Any] = {"state": "failed" if final else "queued", "reason": reason[:2000]}
+    if final:
+        values["finished_at"] = utcnow()
+    if counts is not None:
+        values["counts"] = counts
+    _update(session, job_id, **values)
+
+
+def _update(session: Session, job_id: int, **values: Any) -> None:
+    result = session.execute(
+        update(Job).where(Job.id == job_id).values(**values).execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise NotFoundError(f"no job {job_id}")
+
+
+def list_jobs(session: Session, *, city: str | None = None, limit: int = 100) -> list[JobView]:
+    """Newest jobs first, optionally of one (normalised) city."""
+    stmt = select(Job, City.name).join(City, City.id == Job.city_id)
+    if city is not None:
+        stmt = stmt.where(City.name == city)
+    rows = session.execute(stmt.order_by(Job.id.desc()).limit(limit)).all()
+    return [
+        JobView(j.id, name, j.stage, j.state, j.reason, j.counts or {}, j.attempts, j.created_at,
+                j.started_at, j.finished_at)
+        for j, name in rows
+    ]
+
+
+def active_job(session: Session, *, city_id: int, stage: str) -> int | None:
+    """The id of a queued or running job of this city and stage, if any."""
+    return session.scalar(
+        select(Job.id).where(Job.city_id == city_id, Job.stage == stage,
+                             Job.state.in_(("queued", "running"))).order_by(Job.id.desc()).limit(1)
+    )
+
+
+def log_labelling(session: Session, *, city_id: int, image_id: int | None, labeller: str,
+                  outcome: str, detail: str | None = None) -> None:
+    """Append one line to the labelling log."""
+    session.execute(insert(LabellingLog).values(
+        city_id=city_id, image_id=image_id, labeller=labeller, outcome=outcome,
+        detail=detail[:1000] if detail else None, created_at=utcnow()))
+
+
+def labelling_log(session: Session, *, city: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Newest labelling log lines first."""
+    stmt = select(LabellingLog, City.name).join(City, City.id == LabellingLog.city_id)
+    if city is not None:
+        stmt = stmt.where(City.name == city)
+    return [
+        {"city": name, "image_id": row.image_id, "labeller": row.labeller, "outcome": row.outcome,
+         "detail": row.detail, "time": row.created_at.isoformat()}
+        for row, name in session.execute(stmt.order_by(LabellingLog.id.desc()).limit(limit))
+    ]
