@@ -1,0 +1,1 @@
+"""ILS, the image labelling service: labellers behind one interface (weak, user, vision)."""

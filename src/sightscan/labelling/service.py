@@ -1,0 +1,147 @@
+"""The labelling stage: label a city's unlabelled photos, within the paid-call cap.
+
+Each photo's labels are written in their own transaction with its log line, so a worker
+killed mid-way leaves whole labels only, and a re-run continues with the photos left.
+Vision calls are reserved in the warehouse before they are made; once the city's cap is
+reached (or Vision sees no landmark), the photo gets the weak label of the sight it was
+collected for. Photos nobody can label are logged and not tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sightscan.detections import Detection, Label
+from sightscan.errors import InvalidImageError, NotFoundError, QuotaExceededError
+from sightscan.labelling.base import Labeller, LabellingItem
+from sightscan.labelling.factory import make_labeller
+from sightscan.labelling.weak import WeakLabeller
+from sightscan.warehouse import Warehouse
+from sightscan.warehouse.cities import find_city, reserve_vision_call
+from sightscan.warehouse.images import StoredImage, set_labels, unlabelled_images
+from sightscan.warehouse.jobs import log_labelling
+from sightscan.warehouse.marts import city_overview, current_model, refresh_marts
+
+log = logging.getLogger(__name__)
+BATCH = 50
+
+
+def _current_detector(warehouse: Warehouse, city: str) -> Callable[[bytes], list[Detection]] | None:
+    """The city's current model as a detect function, or None when it has none."""
+    with warehouse.transaction() as session:
+        model = current_model(session, city)
+    if model is None:
+        return None
+    from sightscan.inference import Detector
+
+    detector = Detector.from_bytes(warehouse.blobs.get(model.blob_key))
+    return lambda data: detector.detect(data)
+
+
+def _reserve(warehouse: Warehouse, city_id: int) -> Callable[[], bool]:
+    cap = warehouse.settings.max_google_vision_calls_per_new_city
+
+    def reserve() -> bool:
+        with warehouse.transaction() as session:  # committed before the call is made
+            return reserve_vision_call(session, city_id=city_id, cap=cap)
+
+    return reserve
+
+
+def make_city_labeller(
+    warehouse: Warehouse, city: str, city_id: int
+) -> tuple[Labeller, WeakLabeller]:
+    """The configured labeller for a city and the weak fallback (both with the current model)."""
+    settings = warehouse.settings
+    weak = WeakLabeller(_current_detector(warehouse, city))
+    if settings.sightscan_labeller == "weak":
+        return weak, weak
+    labeller = make_labeller(
+        settings.sightscan_labeller,
+        reserve_call=_reserve(warehouse, city_id),
+        sightscan_vision_endpoint=settings.sightscan_vision_endpoint,
+        google_application_credentials=settings.google_application_credentials,
+    )
+    return labeller, weak
+
+
+def label_image(
+    warehouse: Warehouse,
+    image: StoredImage,
+    city: str,
+    labeller: Labeller,
+    weak: WeakLabeller,
+    name: str,
+) -> tuple[str, list[Label]]:
+    """Label one stored photo; returns (outcome, labels) where outcome names who labelled it."""
+    item = LabellingItem(
+        warehouse.blobs.get(image.blob_key), image.width, image.height, image.sight, city
+    )
+    outcome = name
+    try:
+        labels = labeller.label(item)
+    except QuotaExceededError:
+        labels, outcome = [], "capped"
+    except InvalidImageError:
+        labels, outcome = [], "rejected"
+    if not labels and labeller is not weak:
+        labels = weak.label(item)
+        outcome = f"{outcome}+weak" if labels else outcome
+    return (outcome if labels else "unlabellable"), labels
+
+
+def run_label_stage(
+    warehouse: Warehouse,
+    city: str,
+    options: dict[str, Any],
+    beat: Callable[[dict[str, Any] | None], None],
+) -> dict[str, Any]:
+    """Label every unlabelled photo of `city`; queue training when the city is ready."""
+    settings = warehouse.settings
+    with warehouse.transaction() as session:
+        city_id = find_city(session, city).id
+    labeller, weak = make_city_labeller(warehouse, city, city_id)
+    source = "vision" if settings.sightscan_labeller == "vision" else "weak"
+    counts: dict[str, int] = {}
+    while True:
+        with warehouse.transaction() as session:
+            batch = unlabelled_images(session, city_id=city_id, limit=BATCH)
+        if not batch:
+            break
+        for image in batch:
+            outcome, labels = label_image(warehouse, image, city, labeller, weak, source)
+            with warehouse.transaction() as session:
+                if labels:
+                    set_labels(
+                        session,
+                        image_id=image.image_id,
+                        labels=labels,
+                        source="weak" if outcome.endswith("weak") else source,
+                    )
+                log_labelling(
+                    session,
+                    city_id=city_id,
+                    image_id=image.image_id,
+                    labeller=source,
+                    outcome=outcome,
+                    detail=", ".join(label.name for label in labels),
+                )
+            counts[outcome] = counts.get(outcome, 0) + 1
+        beat(dict(counts))
+    if not counts and options.get("mode") == "existing":
+        raise NotFoundError(f"{city} has no unlabelled photos")
+    with warehouse.transaction() as session:
+        refresh_marts(session)
+        from sightscan.refresher import needs_training
+
+        ready = [
+            c
+            for c in city_overview(session)
+            if c.city_id == city_id and needs_training(session, c, settings)
+        ]
+    result: dict[str, Any] = dict(counts)
+    if ready:
+        result["next_stage"] = "train"
+    return result

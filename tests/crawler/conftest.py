@@ -1,0 +1,24 @@
+"""Fixtures for crawler tests: a fake server on loopback and a real httpx client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from fakes.server import fake_server  # noqa: F401  (fixture)
+from sightscan.http import make_client
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    """SightScan's client with short timeouts, closed after the test."""
+    with make_client(timeout=2.0) as http_client:
+        yield http_client
+
+
+@pytest.fixture
+def fast() -> dict[str, float]:
+    """Retry settings that keep tests fast."""
+    return {"backoff": 0.001, "max_backoff": 0.01}
