@@ -25,7 +25,7 @@ def normalise_city(name: str) -> str:
     composed = unicodedata.normalize("NFC", name).upper()
     kept = "".join(ch for ch in composed if ch.isalnum() or ch in " -_")
     cleaned = " ".join(kept.split())
-    if not cleaned:
+    if not any(ch.isalnum() for ch in cleaned):  # '--' or '_' alone is no city
         raise InvalidInputError(f"expected a city name with letters or digits, got {name[:40]!r}")
     if len(cleaned) > MAX_CITY_LENGTH:
         raise InvalidInputError(

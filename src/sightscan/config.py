@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from sightscan.errors import ConfigurationError
 
@@ -68,8 +69,9 @@ class Settings(BaseSettings):
     sightscan_rate_limit_per_minute: PositiveInt = 60
     sightscan_city_request_threshold: PositiveInt = 3
     sightscan_new_labels_for_retraining: PositiveInt = 100
+    sightscan_job_stale_seconds: Annotated[int, Field(ge=10)] = 120
     sightscan_quality_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
-    sightscan_discovery: str = "static"  # static | osm | wikidata | places
+    sightscan_discovery: str = "static"  # static | osm | places | folder
     sightscan_photo_source: str = "folder"  # folder | commons
     sightscan_labeller: str = "weak"  # weak | vision
     sightscan_vision_endpoint: str | None = None
@@ -78,10 +80,20 @@ class Settings(BaseSettings):
     sightscan_places_url: str = "https://places.googleapis.com/v1/places:searchText"
     sightscan_log_level: str = "INFO"
 
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                make_url(value.get_secret_value())
+            except ArgumentError:  # the message must not repeat the URL: it holds a password
+                raise ValueError("expected a database URL such as postgresql+psycopg://…") from None
+        return value
+
     @field_validator("sightscan_discovery")
     @classmethod
     def _known_discovery(cls, value: str) -> str:
-        return _one_of(value, {"static", "osm", "wikidata", "places"})
+        return _one_of(value, {"static", "osm", "places", "folder"})
 
     @field_validator("sightscan_photo_source")
     @classmethod

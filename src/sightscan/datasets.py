@@ -10,6 +10,7 @@ counted as background while a sight is visible would teach the detector the wron
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,9 @@ class DatasetItem:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def read_folder_dataset(root: Path) -> Iterator[DatasetItem]:
@@ -59,7 +62,11 @@ def read_yolo_class_names(root: Path) -> list[str]:
         if yaml_path.is_file():
             return _names_from_yaml(yaml_path.read_text(encoding="utf-8"))
     if classes_txt.is_file():
-        return [line.strip() for line in classes_txt.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [
+            line.strip()
+            for line in classes_txt.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     raise InvalidInputError(f"expected data.yaml or classes.txt with class names in {root}")
 
 
@@ -94,14 +101,18 @@ def parse_yolo_labels(text: str, class_names: list[str], source: str = "") -> li
             cx, cy, w, h = (float(v) for v in parts[1:5])
         except ValueError:
             raise InvalidInputError(f"{source}:{number}: expected numbers, got {line!r}") from None
+        if not all(math.isfinite(v) for v in (cx, cy, w, h)):  # NaN would slip through clipping
+            raise InvalidInputError(f"{source}:{number}: expected finite numbers, got {line!r}")
         if not 0 <= class_id < len(class_names):
-            raise InvalidInputError(f"{source}:{number}: class {class_id} not in {len(class_names)} names")
+            raise InvalidInputError(
+                f"{source}:{number}: class {class_id} not in {len(class_names)} names"
+            )
         labels.append(Label(class_names[class_id].replace("_", " "), Box.from_yolo(cx, cy, w, h)))
     return labels
 
 
 def read_yolo_dataset(root: Path) -> Iterator[DatasetItem]:
-    """images/ + labels/ (any split sub-folders, mirrored), class names from data.yaml or classes.txt."""
+    """images/ + labels/ (split sub-folders mirrored); names from data.yaml or classes.txt."""
     root = Path(root)
     images_root, labels_root = root / "images", root / "labels"
     if not images_root.is_dir():
@@ -111,7 +122,9 @@ def read_yolo_dataset(root: Path) -> Iterator[DatasetItem]:
         label_file = _label_file_for(image, images_root, labels_root)
         labels: list[Label] = []
         if label_file.is_file():
-            labels = parse_yolo_labels(label_file.read_text(encoding="utf-8"), class_names, str(label_file))
+            labels = parse_yolo_labels(
+                label_file.read_text(encoding="utf-8"), class_names, str(label_file)
+            )
         yield DatasetItem(image, labels)
 
 

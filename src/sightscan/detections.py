@@ -39,9 +39,13 @@ class Box:
     def from_seed(cls, data: dict[str, Any]) -> Box:
         """From the seed's BoundingBoxLabels keys (ulx, uly, lrx, lry)."""
         try:
-            return cls(float(data["ulx"]), float(data["uly"]), float(data["lrx"]), float(data["lry"]))
+            return cls(
+                float(data["ulx"]), float(data["uly"]), float(data["lrx"]), float(data["lry"])
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInputError(f"expected keys ulx, uly, lrx, lry with numbers: {exc}") from None
+            raise InvalidInputError(
+                f"expected keys ulx, uly, lrx, lry with numbers: {exc}"
+            ) from None
 
     def as_list(self) -> list[float]:
         """[x1, y1, x2, y2]."""
@@ -49,7 +53,12 @@ class Box:
 
     def as_yolo(self) -> tuple[float, float, float, float]:
         """(cx, cy, w, h)."""
-        return ((self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2, self.x2 - self.x1, self.y2 - self.y1)
+        return (
+            (self.x1 + self.x2) / 2,
+            (self.y1 + self.y2) / 2,
+            self.x2 - self.x1,
+            self.y2 - self.y1,
+        )
 
     @property
     def area(self) -> float:
@@ -67,7 +76,9 @@ class Label:
         if not isinstance(self.name, str) or not self.name.strip():
             raise InvalidInputError(f"expected a non-empty label name, got {self.name!r}")
         if len(self.name) > 200:
-            raise InvalidInputError(f"expected a label name of at most 200 characters, got {len(self.name)}")
+            raise InvalidInputError(
+                f"expected a label name of at most 200 characters, got {len(self.name)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,4 +91,8 @@ class Detection:
 
     def as_dict(self) -> dict[str, Any]:
         """The public JSON shape: {"label", "score", "box": [x1, y1, x2, y2]}."""
-        return {"label": self.label, "score": round(float(self.score), 4), "box": [round(v, 4) for v in self.box.as_list()]}
+        return {
+            "label": self.label,
+            "score": round(float(self.score), 4),
+            "box": [round(v, 4) for v in self.box.as_list()],
+        }

@@ -44,3 +44,7 @@ class ExternalServiceError(SightScanError):
 
 class QuotaExceededError(SightScanError):
     """A hard cap (such as paid Vision calls per new city) has been reached."""
+
+
+class ConflictError(SightScanError):
+    """A concurrent writer got there first (e.g. the same model version number)."""

@@ -15,8 +15,15 @@ from PIL import Image, UnidentifiedImageError
 
 from sightscan.errors import InvalidImageError
 
-ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp",
-                   "WEBP": "image/webp", "TIFF": "image/tiff", "MPO": "image/jpeg"}
+ALLOWED_FORMATS = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "MPO": "image/jpeg",
+}
 DEFAULT_MAX_PIXELS = 50_000_000
 
 
@@ -37,8 +44,9 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def inspect_image(data: bytes, *, max_bytes: int | None = None,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+def inspect_image(
+    data: bytes, *, max_bytes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ImageInfo:
     """Check that `data` is a whole, supported image of sane size; return what it is."""
     if not data:
         raise InvalidImageError("expected image bytes, got an empty file")
@@ -51,7 +59,8 @@ def inspect_image(data: bytes, *, max_bytes: int | None = None,
                 fmt = image.format or ""
                 if fmt not in ALLOWED_FORMATS:
                     raise InvalidImageError(
-                        f"expected one of jpeg, png, gif, bmp, webp, tiff, got {fmt.lower() or 'unknown'}"
+                        "expected one of jpeg, png, gif, bmp, webp, tiff, "
+                        f"got {fmt.lower() or 'unknown'}"
                     )
                 width, height = image.size
                 if width < 1 or height < 1 or width * height > max_pixels:

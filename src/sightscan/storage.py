@@ -7,6 +7,8 @@ temporary name and renames, so a crash never leaves a half-written blob under a 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from typing import Any
 
@@ -26,12 +28,18 @@ class BlobStore:
             self.fs = fsspec.filesystem(protocol, **storage_options)
         except ImportError as exc:
             raise ConfigurationError(
-                f"SIGHTSCAN_BLOB_URL: backend {protocol!r} needs an extra: pip install 'sightscan[s3]' ({exc})"
+                f"SIGHTSCAN_BLOB_URL: backend {protocol!r} needs an extra: "
+                f"pip install 'sightscan[s3]' ({exc})"
             ) from None
+        except ValueError:
+            raise ConfigurationError(f"SIGHTSCAN_BLOB_URL: unknown backend {protocol!r}") from None
         self.root = root.rstrip("/")
         self._local = protocol in ("file", "local")
+        self._made_dirs: set[str] = set()
         if self._local:
-            self.fs.makedirs(self.root, exist_ok=True)
+            # Local blobs bypass fsspec's per-call overhead: plain open/os.replace is ~10x cheaper.
+            self.root = os.path.abspath(self.root.split("://", 1)[-1])
+            os.makedirs(self.root, exist_ok=True)
 
     def _path(self, key: str) -> str:
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
@@ -43,37 +51,63 @@ class BlobStore:
         key = sha256_hex(data)
         path = self._path(key)
         try:
-            if self.fs.exists(path):
-                return key
             if self._local:
-                self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-                tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-                self.fs.pipe_file(tmp, data)
-                self.fs.mv(tmp, path)
-            else:
+                self._put_local(path, data)
+            elif not self.fs.exists(path):
                 self.fs.pipe_file(path, data)
         except OSError as exc:
-            raise StorageError(f"could not write blob {key[:12]}: {exc.__class__.__name__}") from None
+            raise StorageError(
+                f"could not write blob {key[:12]}: {exc.__class__.__name__}"
+            ) from None
         return key
+
+    def _put_local(self, path: str, data: bytes) -> None:
+        if os.path.exists(path):
+            return
+        folder = os.path.dirname(path)
+        if folder not in self._made_dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._made_dirs.add(folder)
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def get(self, key: str) -> bytes:
         """The bytes stored under `key`; NotFoundError when absent."""
         path = self._path(key)
         try:
+            if self._local:
+                with open(path, "rb") as handle:
+                    return handle.read()
             data: bytes = self.fs.cat_file(path)
         except FileNotFoundError:
             raise NotFoundError(f"no blob {key[:12]}") from None
         except OSError as exc:
-            raise StorageError(f"could not read blob {key[:12]}: {exc.__class__.__name__}") from None
+            raise StorageError(
+                f"could not read blob {key[:12]}: {exc.__class__.__name__}"
+            ) from None
         return data
 
     def exists(self, key: str) -> bool:
         """Whether a blob with this key is stored."""
-        return bool(self.fs.exists(self._path(key)))
+        path = self._path(key)
+        if self._local:
+            return os.path.exists(path)
+        return bool(self.fs.exists(path))
 
     def delete(self, key: str) -> None:
         """Remove a blob; absent blobs are ignored."""
         path = self._path(key)
+        if self._local:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return
         if self.fs.exists(path):
             self.fs.rm_file(path)
 
