@@ -1,0 +1,60 @@
+"""The FastAPI application (DOS): `create_app` wires settings, warehouse and scheduler.
+
+Nothing happens at import time; `create_app()` opens (and migrates) the warehouse only
+when none is given, and imports the Huey scheduler only when none is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import sightscan
+from sightscan.api.errors import install_error_handlers
+from sightscan.api.ratelimit import SlidingWindowLimiter
+from sightscan.api.routers import cities, health, jobs, labelling, models
+from sightscan.config import Settings, get_settings
+from sightscan.pipeline import Scheduler
+from sightscan.warehouse import Warehouse
+
+DESCRIPTION = (
+    "Per-city sight detectors: list supported cities, download a city's model once and "
+    "detect offline, send photos for training, ask for a new city. Endpoints that start "
+    "paid or heavy work need the `X-API-Key` header."
+)
+
+
+def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None = None,
+               scheduler: Scheduler | None = None) -> FastAPI:
+    """The API application; opens what is not given from `settings` (default: environment)."""
+    settings = settings or get_settings()
+    owns_warehouse = warehouse is None
+    if warehouse is None:
+        warehouse = Warehouse.from_settings(settings, migrate=True)
+    if scheduler is None:
+        from sightscan.tasks import HueyScheduler
+
+        scheduler = HueyScheduler.from_settings(settings, warehouse)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_warehouse:
+            warehouse.dispose()
+
+    app = FastAPI(title="SightScan", version=sightscan.__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.warehouse = warehouse
+    app.state.scheduler = scheduler
+    app.state.rate_limiter = SlidingWindowLimiter(settings.sightscan_rate_limit_per_minute, 60.0)
+    install_error_handlers(app)
+    # Order matters where paths overlap: GET /api/cities/logs before /api/cities/{city}.
+    app.include_router(labelling.router)
+    app.include_router(cities.router)
+    app.include_router(models.router)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    return app
