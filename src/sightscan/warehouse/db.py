@@ -26,6 +26,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin_before_savepoint(connection: Any, _name: str | None) -> None:
+    # pysqlite only emits BEGIN before the first INSERT/UPDATE/DELETE. A SAVEPOINT sent
+    # before that opens its own transaction, and RELEASE then commits it: the nested work
+    # would survive a rollback of the outer transaction. Begin the outer one first.
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN")
+
+
 def make_engine(url: URL | str) -> Engine:
     """An engine for the warehouse URL; creates the SQLite folder when needed."""
     engine_url = make_url(url)
@@ -34,6 +43,7 @@ def make_engine(url: URL | str) -> Engine:
             Path(engine_url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(engine_url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
         return engine
     if engine_url.get_backend_name() == "postgresql":
         try:

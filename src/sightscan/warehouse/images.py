@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, false, insert, or_, select, text
 from sqlalchemy.orm import Session
 
+from sightscan.cities import normalise_city
 from sightscan.detections import Label
 from sightscan.errors import InvalidInputError, NotFoundError
 from sightscan.images import DEFAULT_MAX_PIXELS, ImageInfo, inspect_image
@@ -21,8 +24,10 @@ from sightscan.storage import BlobStore
 from sightscan.warehouse._sql import upsert_insert
 from sightscan.warehouse.cities import get_or_create_city
 from sightscan.warehouse.models import (
+    City,
     FactSight,
     ImageRow,
+    LabellingLog,
     LabelRow,
     LoadChange,
     Sight,
@@ -31,6 +36,7 @@ from sightscan.warehouse.models import (
 
 ORIGINS = {"crawler", "user", "import"}
 LABEL_SOURCES = {"vision", "weak", "user", "import"}
+IMAGE_ROWS_PER_STATEMENT = 1000  # 8 parameters a row: well under SQLite's 32,766
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,22 +63,36 @@ class AddedImage:
     created: bool
 
 
-def _get_or_create_sight(session: Session, city_id: int, name: str, cache: dict[str, int]) -> int:
-    name = " ".join(name.split())[:200]
-    if name in cache:
-        return cache[name]
-    sight_id = session.scalar(select(Sight.id).where(Sight.city_id == city_id, Sight.name == name))
-    if sight_id is None:
+def _city_and_sight_ids(
+    session: Session, city: str, sight_names: set[str]
+) -> tuple[int, dict[str, int]]:
+    """The city's id and its sights' ids by name, created when new (one query when all exist)."""
+    normalised = normalise_city(city)
+    condition = Sight.city_id == City.id
+    condition &= Sight.name.in_(sorted(sight_names)) if sight_names else false()
+    rows = session.execute(
+        select(City.id, Sight.id, Sight.name)
+        .outerjoin(Sight, condition)
+        .where(City.name == normalised)
+    ).all()
+    city_id = rows[0][0] if rows else get_or_create_city(session, normalised).id
+    sights = {name: sight_id for _, sight_id, name in rows if sight_id is not None}
+    missing = sorted(sight_names - sights.keys())
+    if missing:
         session.execute(
             upsert_insert(session, Sight.__table__)
-            .values(city_id=city_id, name=name)
+            .values([{"city_id": city_id, "name": name} for name in missing])
             .on_conflict_do_nothing(index_elements=["city_id", "name"])
         )
-        sight_id = session.scalars(
-            select(Sight.id).where(Sight.city_id == city_id, Sight.name == name)
-        ).one()
-    cache[name] = sight_id
-    return sight_id
+        sights.update(session.execute(
+            select(Sight.name, Sight.id).where(Sight.city_id == city_id, Sight.name.in_(missing))
+        ).all())
+    return city_id, sights
+
+
+def _sight_name(item: NewImage) -> str | None:
+    name = item.sight or (item.labels[0].name if item.labels else None)
+    return " ".join(name.split())[:200] or None if name else None
 
 
 def _existing_ids(session: Session, shas: list[str], urls: list[str]) -> dict[str, int]:
@@ -103,86 +123,135 @@ def _validate(item: NewImage, max_pixels: int) -> ImageInfo:
 
 
 def add_images(
-    session: Session, store: BlobStore, items: Sequence[NewImage], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    session: Session, store: BlobStore, items: Sequence[NewImage], *,
+    max_pixels: int = DEFAULT_MAX_PIXELS, durable: bool | None = None,
 ) -> list[AddedImage]:
-    """Add images (each stored once); returns one result per item, in order."""
+    """Add images (each stored once); returns one result per item, in order.
+
+    Every item is checked before anything is written. The rows of the whole batch are
+    written with a handful of multi-row statements, whatever the batch size.
+    `durable=None` lets PostgreSQL commit crawler and import batches asynchronously
+    (re-fetchable data: a server crash may lose the last few hundred milliseconds of them,
+    never consistency); user uploads, or `durable=True`, always wait for the WAL flush.
+    """
     infos = [_validate(item, max_pixels) for item in items]
+    if not items:
+        return []
+    if durable is None:
+        durable = any(item.origin == "user" for item in items)
+    if not durable and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO off"))
     existing = _existing_ids(
         session, [info.sha256 for info in infos], [i.source_url for i in items if i.source_url]
     )
-    results: list[AddedImage] = []
-    city_ids: dict[str, int] = {}
-    sight_caches: dict[int, dict[str, int]] = {}
-    for item, info in zip(items, infos, strict=True):
-        known = existing.get(f"sha:{info.sha256}") or (
-            existing.get(f"url:{item.source_url}") if item.source_url else None
-        )
-        if known is not None:
-            results.append(AddedImage(known, False))
+    # Classify: already stored, a duplicate of an earlier item of this batch, or new.
+    known: list[int | None] = []
+    duplicate_of: dict[int, int] = {}
+    pending: dict[str, int] = {}
+    new_positions: list[int] = []
+    for position, (item, info) in enumerate(zip(items, infos, strict=True)):
+        url_key = f"url:{item.source_url}" if item.source_url else None
+        stored = existing.get(f"sha:{info.sha256}") or (existing.get(url_key) if url_key else None)
+        known.append(stored)
+        if stored is not None:
             continue
-        if item.city not in city_ids:
-            city_ids[item.city] = get_or_create_city(session, item.city).id
-        city_id = city_ids[item.city]
-        sight_name = item.sight or (item.labels[0].name if item.labels else None)
-        sight_id = (
-            _get_or_create_sight(session, city_id, sight_name, sight_caches.setdefault(city_id, {}))
-            if sight_name
-            else None
-        )
-        blob_key = store.put(item.data)
-        image_id = session.execute(
-            upsert_insert(session, ImageRow.__table__)
-            .values(
-                sha256=info.sha256, source_url=item.source_url, blob_key=blob_key,
-                mime_type=info.mime_type, size_bytes=info.size_bytes, licence=item.licence,
-                author=item.author, page_url=item.page_url,
-            )
-            .on_conflict_do_nothing()
-            .returning(ImageRow.id)
-        ).scalar()
-        if image_id is None:  # a concurrent writer stored it first
+        earlier = pending.get(f"sha:{info.sha256}")
+        if earlier is None and url_key:
+            earlier = pending.get(url_key)
+        if earlier is not None:
+            duplicate_of[position] = earlier
+            continue
+        pending[f"sha:{info.sha256}"] = position
+        if url_key:
+            pending[url_key] = position
+        new_positions.append(position)
+
+    inserted: dict[str, int] = {}
+    if new_positions:
+        inserted = _insert_new(session, store, [(items[p], infos[p]) for p in new_positions])
+    results: list[AddedImage] = []
+    for position, (item, info) in enumerate(zip(items, infos, strict=True)):
+        stored = known[position]
+        if stored is not None:
+            results.append(AddedImage(stored, False))
+        elif position in duplicate_of:
+            results.append(AddedImage(results[duplicate_of[position]].image_id, False))
+        elif info.sha256 in inserted:
+            results.append(AddedImage(inserted[info.sha256], True))
+        else:  # a concurrent writer stored it first
             raced = _existing_ids(session, [info.sha256], [item.source_url] if item.source_url else [])
             results.append(AddedImage(next(iter(raced.values())), False))
-            continue
-        now = utcnow()
-        session.execute(
-            insert(FactSight).values(
-                image_id=image_id, city_id=city_id, sight_id=sight_id, origin=item.origin,
-                width=info.width, height=info.height, created_at=now,
-            )
-        )
-        if item.labels:
-            _insert_labels(session, image_id, item.labels, item.label_source)
-        session.execute(
-            insert(LoadChange).values(kind="image", city_id=city_id, image_id=image_id, created_at=now)
-        )
-        existing[f"sha:{info.sha256}"] = image_id
-        if item.source_url:
-            existing[f"url:{item.source_url}"] = image_id
-        results.append(AddedImage(image_id, True))
     return results
 
 
+def _insert_new(
+    session: Session, store: BlobStore, new: list[tuple[NewImage, ImageInfo]]
+) -> dict[str, int]:
+    """Write blobs and rows of images not stored yet; their ids by sha256."""
+    sights_by_city: dict[str, set[str]] = {}
+    for item, _ in new:
+        names = sights_by_city.setdefault(item.city, set())
+        if (sight := _sight_name(item)) is not None:
+            names.add(sight)
+    ids = {city: _city_and_sight_ids(session, city, names) for city, names in sights_by_city.items()}
+    for item, _ in new:  # blobs first: a row never exists without its bytes
+        store.put(item.data)
+    inserted: dict[str, int] = {}
+    for start in range(0, len(new), IMAGE_ROWS_PER_STATEMENT):
+        rows = session.execute(
+            upsert_insert(session, ImageRow.__table__)
+            .values([
+                {"sha256": info.sha256, "source_url": item.source_url, "blob_key": info.sha256,
+                 "mime_type": info.mime_type, "size_bytes": info.size_bytes,
+                 "licence": item.licence, "author": item.author, "page_url": item.page_url}
+                for item, info in new[start:start + IMAGE_ROWS_PER_STATEMENT]
+            ])
+            .on_conflict_do_nothing()
+            .returning(ImageRow.__table__.c.id, ImageRow.__table__.c.sha256)
+        ).all()
+        inserted.update((sha, image_id) for image_id, sha in rows)
+    now = utcnow()
+    facts, labels, changes = [], [], []
+    for item, info in new:
+        image_id = inserted.get(info.sha256)
+        if image_id is None:
+            continue
+        city_id, sight_ids = ids[item.city]
+        sight = _sight_name(item)
+        facts.append({"image_id": image_id, "city_id": city_id,
+                      "sight_id": sight_ids[sight] if sight else None, "origin": item.origin,
+                      "width": info.width, "height": info.height, "created_at": now})
+        labels.extend(_label_rows(image_id, item.labels, item.label_source, now))
+        changes.append({"kind": "image", "city_id": city_id, "image_id": image_id,
+                        "refreshed": False, "created_at": now})
+    for table, values in ((FactSight, facts), (LabelRow, labels), (LoadChange, changes)):
+        if values:
+            session.execute(insert(table.__table__), values)
+    return inserted
+
+
 def add_image(session: Session, store: BlobStore, item: NewImage, *,
-              max_pixels: int = DEFAULT_MAX_PIXELS) -> AddedImage:
+              max_pixels: int = DEFAULT_MAX_PIXELS, durable: bool | None = None) -> AddedImage:
     """Add one image (stored once); see add_images."""
-    return add_images(session, store, [item], max_pixels=max_pixels)[0]
+    return add_images(session, store, [item], max_pixels=max_pixels, durable=durable)[0]
+
+
+def _label_rows(
+    image_id: int, labels: Sequence[Label], source: str, now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "image_id": image_id, "source": source, "name": " ".join(label.name.split()),
+            "ul_x": label.box.x1 if label.box else None, "ul_y": label.box.y1 if label.box else None,
+            "lr_x": label.box.x2 if label.box else None, "lr_y": label.box.y2 if label.box else None,
+            "created_at": now,
+        }
+        for label in labels
+    ]
 
 
 def _insert_labels(session: Session, image_id: int, labels: Sequence[Label], source: str) -> None:
-    now = utcnow()
-    session.execute(
-        insert(LabelRow),
-        [
-            {
-                "image_id": image_id, "source": source, "name": " ".join(label.name.split()),
-                "ul_x": label.box.x1 if label.box else None, "ul_y": label.box.y1 if label.box else None,
-                "lr_x": label.box.x2 if label.box else None, "lr_y": label.box.y2 if label.box else None,
-                "created_at": now,
-            }
-            for label in labels
-        ],
-    )
+    session.execute(insert(LabelRow.__table__), _label_rows(image_id, labels, source, utcnow()))
 
 
 def set_labels(session: Session, *, image_id: int, labels: Sequence[Label], source: str) -> None:
@@ -230,12 +299,14 @@ class StoredImage:
 def unlabelled_images(session: Session, *, city_id: int, limit: int) -> list[StoredImage]:
     """Images of a city without any label, oldest first."""
     labelled = select(LabelRow.image_id).where(LabelRow.image_id == FactSight.image_id)
+    given_up = select(LabellingLog.image_id).where(
+        LabellingLog.image_id == FactSight.image_id, LabellingLog.outcome == "unlabellable")
     rows = session.execute(
         select(FactSight.image_id, FactSight.city_id, Sight.name, ImageRow.blob_key,
                FactSight.width, FactSight.height)
         .join(ImageRow, ImageRow.id == FactSight.image_id)
         .outerjoin(Sight, Sight.id == FactSight.sight_id)
-        .where(FactSight.city_id == city_id, ~labelled.exists())
+        .where(FactSight.city_id == city_id, ~labelled.exists(), ~given_up.exists())
         .order_by(FactSight.image_id)
         .limit(limit)
     ).all()

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sightscan.errors import InvalidInputError, NotFoundError
@@ -30,6 +31,7 @@ class JobView:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    options: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -42,20 +44,70 @@ class JobView:
         }
 
 
-def create_job(session: Session, *, city_id: int, stage: str) -> int:
-    """Record a queued job; returns its id."""
+def create_job(session: Session, *, city_id: int, stage: str,
+               options: dict[str, Any] | None = None) -> int | None:
+    """Record a queued job; its id, or None when this city and stage already has an active one."""
     if stage not in STAGES:
         raise InvalidInputError(f"expected stage in {STAGES}, got {stage!r}")
-    return int(session.execute(
-        insert(Job).values(city_id=city_id, stage=stage, state="queued", counts={}, attempts=0,
-                           created_at=utcnow()).returning(Job.id)
-    ).scalar_one())
+    if active_job(session, city_id=city_id, stage=stage) is not None:
+        return None
+    try:
+        with session.begin_nested():  # the partial unique index settles concurrent submits
+            return int(session.execute(
+                insert(Job).values(city_id=city_id, stage=stage, state="queued", counts={},
+                                   attempts=0, options=options or {}, created_at=utcnow())
+                .returning(Job.id)
+            ).scalar_one())
+    except IntegrityError:
+        return None
 
 
-def start_job(session: Session, job_id: int) -> None:
-    """Mark a job running (one more attempt)."""
-    _update(session, job_id, state="running", started_at=utcnow(), finished_at=None, reason=None,
-            attempts=Job.attempts + 1)
+def claim_job(session: Session, job_id: int) -> bool:
+    """Move a queued job to running; False when it is not queued (taken, done or failed)."""
+    now = utcnow()
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.state == "queued")
+        .values(state="running", started_at=now, heartbeat_at=now, finished_at=None,
+                attempts=Job.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def heartbeat(session: Session, job_id: int, *, counts: dict[str, Any] | None = None) -> None:
+    """Show that a running job is alive (and optionally its progress counts)."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if counts is not None:
+        values["counts"] = counts
+    session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values)
+                    .execution_options(synchronize_session=False))
+
+
+def requeue_stale_jobs(session: Session, *, older_than: datetime) -> list[int]:
+    """Running jobs whose worker stopped beating before `older_than`: queue them again."""
+    stale = list(session.scalars(select(Job.id).where(
+        Job.state == "running", Job.heartbeat_at < older_than)))
+    if stale:
+        session.execute(update(Job).where(Job.id.in_(stale)).values(
+            state="queued", reason="worker stopped; queued again")
+            .execution_options(synchronize_session=False))
+    return stale
+
+
+def queued_jobs(session: Session, *, older_than: datetime) -> list[JobView]:
+    """Jobs still queued since before `older_than` (their queue message may be lost)."""
+    rows = session.execute(select(Job, City.name).join(City, City.id == Job.city_id).where(
+        Job.state == "queued", Job.created_at < older_than).order_by(Job.id)).all()
+    return [_view(job, name) for job, name in rows]
+
+
+def get_job(session: Session, job_id: int) -> JobView:
+    """One job; NotFoundError when absent."""
+    row = session.execute(select(Job, City.name).join(City, City.id == Job.city_id)
+                          .where(Job.id == job_id)).first()
+    if row is None:
+        raise NotFoundError(f"no job {job_id}")
+    return _view(row[0], row[1])
 
 
 def finish_job(session: Session, job_id: int, *, counts: dict[str, Any] | None = None) -> None:
@@ -88,11 +140,12 @@ def list_jobs(session: Session, *, city: str | None = None, limit: int = 100) ->
     if city is not None:
         stmt = stmt.where(City.name == city)
     rows = session.execute(stmt.order_by(Job.id.desc()).limit(limit)).all()
-    return [
-        JobView(j.id, name, j.stage, j.state, j.reason, j.counts or {}, j.attempts, j.created_at,
-                j.started_at, j.finished_at)
-        for j, name in rows
-    ]
+    return [_view(job, name) for job, name in rows]
+
+
+def _view(j: Job, city: str) -> JobView:
+    return JobView(j.id, city, j.stage, j.state, j.reason, j.counts or {}, j.attempts, j.created_at,
+                   j.started_at, j.finished_at, j.options or {})
 
 
 def active_job(session: Session, *, city_id: int, stage: str) -> int | None:

@@ -186,7 +186,18 @@ class VisionCalls(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_city_stage", "city_id", "stage"),)
+    __table_args__ = (
+        Index("ix_jobs_city_stage", "city_id", "stage"),
+        # At most one queued or running job per city and stage, enforced by the database.
+        Index(
+            "uq_jobs_active",
+            "city_id",
+            "stage",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     city_id: Mapped[int] = mapped_column(ForeignKey("dim_city.id"))
     stage: Mapped[str] = mapped_column(String(20))  # crawl | label | train | refresh
@@ -197,6 +208,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class LabellingLog(Base):

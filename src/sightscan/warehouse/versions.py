@@ -9,9 +9,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sightscan.errors import ConflictError
 from sightscan.storage import BlobStore
 from sightscan.warehouse.cities import get_or_create_city
-from sightscan.warehouse.models import LoadChange, ModelRow, utcnow
+from sightscan.warehouse.models import City, LoadChange, ModelRow, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,15 @@ def add_model_version(
     """
     city_row = get_or_create_city(session, city)
     blob_key = store.put(model_bytes)
+    now = utcnow()
+    # Take the city's publishing slot before reading the current version: the first write
+    # takes SQLite's write lock, and PostgreSQL locks the city row, so concurrent publishers
+    # wait for each other and get consecutive numbers instead of a conflict.
+    session.execute(insert(LoadChange).values(kind="model", city_id=city_row.id, created_at=now))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(City.id).where(City.id == city_row.id).with_for_update())
     current = session.scalar(select(func.max(ModelRow.version)).where(ModelRow.city_id == city_row.id))
     version = (current or 0) + 1
-    now = utcnow()
     try:
         with session.begin_nested():
             session.execute(
@@ -58,15 +65,12 @@ def add_model_version(
                 )
             )
     except IntegrityError:
-        raise RuntimeError(f"version {version} of {city_row.name} was published concurrently") from None
-    session.execute(insert(LoadChange).values(kind="model", city_id=city_row.id, created_at=now))
+        raise ConflictError(f"version {version} of {city_row.name} was published concurrently") from None
     return ModelVersion(city_row.name, version, blob_key, len(model_bytes), metadata, metrics, labelled_images)
 
 
 def model_versions(session: Session, *, city_id: int) -> list[ModelVersion]:
     """Every version of a city, newest first."""
-    from sightscan.warehouse.models import City
-
     rows = session.execute(
         select(ModelRow, City.name).join(City, City.id == ModelRow.city_id)
         .where(ModelRow.city_id == city_id).order_by(ModelRow.version.desc())

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 08:29:01.983903
+Create Date: 2026-11-24 08:31:48.803651
 """
 
 from alembic import op
@@ -119,11 +119,14 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('options', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['city_id'], ['dim_city.id'], name=op.f('fk_jobs_city_id_dim_city')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index('ix_jobs_city_stage', ['city_id', 'stage'], unique=False)
+        batch_op.create_index('uq_jobs_active', ['city_id', 'stage'], unique=True, sqlite_where=sa.text("state IN ('queued', 'running')"), postgresql_where=sa.text("state IN ('queued', 'running')"))
 
     op.create_table('labelling_log',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -196,6 +199,7 @@ def downgrade() -> None:
 
     op.drop_table('labelling_log')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_index('uq_jobs_active', sqlite_where=sa.text("state IN ('queued', 'running')"), postgresql_where=sa.text("state IN ('queued', 'running')"))
         batch_op.drop_index('ix_jobs_city_stage')
 
     op.drop_table('jobs')
