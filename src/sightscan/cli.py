@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sightscan.config import Settings, get_settings
-from sightscan.errors import SightScanError
+from sightscan.errors import InvalidInputError, SightScanError
 
 app = typer.Typer(
     help="SightScan: recognise the sights of a city.",
@@ -159,13 +159,21 @@ def detect(
 ) -> None:
     """Detect sights in photos with the city's newest model, offline."""
     from sightscan.client import load_city_detector
-    from sightscan.inference import draw_detections, load_photo
+    from sightscan.images import inspect_image, open_rgb
+    from sightscan.inference import draw_detections
 
+    images = []
+    for photo in photos:
+        data = photo.read_bytes() if photo.is_file() else b""
+        try:
+            inspect_image(data)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{photo}: {exc}") from None
+        images.append((photo, open_rgb(data)))
     detector = load_city_detector(city, server=server, settings=_settings())
     if draw is not None:
         draw.mkdir(parents=True, exist_ok=True)
-    for photo in photos:
-        image = load_photo(photo)
+    for photo, image in images:
         detections = detector.detect(image)
         if as_json:
             sys.stdout.write(

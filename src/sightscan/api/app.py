@@ -14,7 +14,8 @@ from fastapi import FastAPI
 import sightscan
 from sightscan.api.errors import install_error_handlers
 from sightscan.api.ratelimit import SlidingWindowLimiter
-from sightscan.api.routers import cities, health, jobs, labelling, models
+from sightscan.api.routers import cities, detect, health, jobs, labelling, models
+from sightscan.api.routers.detect import DetectorCache
 from sightscan.config import Settings, get_settings
 from sightscan.pipeline import Scheduler
 from sightscan.warehouse import Warehouse
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
     app.state.settings = settings
     app.state.warehouse = warehouse
     app.state.scheduler = scheduler
+    app.state.detectors = DetectorCache()
     app.state.rate_limiter = SlidingWindowLimiter(settings.sightscan_rate_limit_per_minute, 60.0)
     install_error_handlers(app)
     # Order matters where paths overlap: GET /api/cities/logs before /api/cities/{city}.
@@ -56,5 +58,6 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
     app.include_router(cities.router)
     app.include_router(models.router)
     app.include_router(jobs.router)
+    app.include_router(detect.router)
     app.include_router(health.router)
     return app
