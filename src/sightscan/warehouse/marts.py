@@ -11,11 +11,24 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    any_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from sightscan.warehouse._sql import upsert_insert
 from sightscan.warehouse.models import (
+    Base,
     City,
     FactSight,
     ImageRow,
@@ -40,10 +53,17 @@ class RefreshReport:
     cities_with_new_model: int
 
 
+def _among(session: Session, column: Any, ids: list[int]) -> ColumnElement[bool]:
+    """`column IN ids`; one array parameter on PostgreSQL instead of thousands of them."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(ids)
+
+
 def _pending(session: Session, limit: int) -> list[tuple[int, str, int, int | None]]:
     stmt = (
         select(LoadChange.id, LoadChange.kind, LoadChange.city_id, LoadChange.image_id)
-        .where(LoadChange.refreshed.is_(False))
+        .where(LoadChange.refreshed == false())  # matches the partial index's predicate
         .order_by(LoadChange.id)
         .limit(limit)
     )
@@ -58,21 +78,23 @@ def _refresh_images(session: Session, image_ids: list[int]) -> int:
                FactSight.width, FactSight.height, FactSight.created_at)
         .join(ImageRow, ImageRow.id == FactSight.image_id)
         .outerjoin(Sight, Sight.id == FactSight.sight_id)
-        .where(FactSight.image_id.in_(image_ids))
+        .where(_among(session, FactSight.image_id, image_ids))
     ).all()
     labels: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for label in session.execute(
         select(LabelRow.image_id, LabelRow.name, LabelRow.source, LabelRow.ul_x, LabelRow.ul_y,
                LabelRow.lr_x, LabelRow.lr_y)
-        .where(LabelRow.image_id.in_(image_ids))
+        .where(_among(session, LabelRow.image_id, image_ids))
         .order_by(LabelRow.id)
     ):
         box = None if label.ul_x is None else [label.ul_x, label.ul_y, label.lr_x, label.lr_y]
         labels[label.image_id].append({"name": label.name, "source": label.source, "box": box})
-    session.execute(delete(MartTrainingImage).where(MartTrainingImage.image_id.in_(image_ids)))
+    session.execute(
+        delete(MartTrainingImage).where(_among(session, MartTrainingImage.image_id, image_ids))
+    )
     if rows:
-        session.execute(
-            insert(MartTrainingImage),
+        session.execute(  # Core insert: batched multi-row VALUES, not the ORM's per-row path
+            insert(Base.metadata.tables[MartTrainingImage.__tablename__]),
             [
                 {
                     "image_id": r.image_id, "city_id": r.city_id, "sight": r.name, "blob_key": r.blob_key,
@@ -119,7 +141,7 @@ def refresh_marts(session: Session, *, batch: int = BATCH) -> RefreshReport:
         models += _refresh_models(session, model_cities)
         session.execute(
             update(LoadChange)
-            .where(LoadChange.id.in_([change_id for change_id, *_ in pending]))
+            .where(_among(session, LoadChange.id, [change_id for change_id, *_ in pending]))
             .values(refreshed=True)
             .execution_options(synchronize_session=False)
         )

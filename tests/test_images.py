@@ -1,0 +1,99 @@
+"""Image checks: type by content, pixel cap before decoding, truncation detected."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from PIL import Image
+
+from sightscan.errors import InvalidImageError
+from sightscan.images import inspect_image, open_rgb, sha256_hex
+
+
+def encode(fmt: str, size: tuple[int, int] = (32, 20), mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, (200, 100, 50) if mode == "RGB" else 1).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime"),
+    [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("GIF", "image/gif"), ("BMP", "image/bmp"),
+     ("WEBP", "image/webp"), ("TIFF", "image/tiff")],
+)
+def test_supported_formats_are_accepted(fmt: str, mime: str) -> None:
+    data = encode(fmt)
+    info = inspect_image(data)
+    assert (info.format, info.mime_type, info.width, info.height) == (fmt, mime, 32, 20)
+    assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size_bytes == len(data)
+
+
+def test_type_is_decided_by_content_not_name() -> None:
+    assert inspect_image(encode("PNG")).mime_type == "image/png"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"hello, I am a text file renamed to photo.jpg", b"%PDF-1.4\n" + b"0" * 200,
+     b"\xff\xd8\xff\xe0" + b"\x00" * 50],
+    ids=["empty", "text", "pdf", "jpeg-magic-only"],
+)
+def test_non_images_are_rejected(data: bytes) -> None:
+    with pytest.raises(InvalidImageError):
+        inspect_image(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])
+def test_truncated_images_are_rejected(fmt: str) -> None:
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 60).convert("RGB").save(buffer, format=fmt)
+    data = buffer.getvalue()
+    with pytest.raises(InvalidImageError):
+        inspect_image(data[: len(data) // 2])
+
+
+def test_unsupported_format_is_rejected_by_name() -> None:
+    with pytest.raises(InvalidImageError, match="ico"):
+        inspect_image(encode("ICO", (16, 16)))
+
+
+def test_too_many_pixels_are_rejected_before_decoding() -> None:
+    with pytest.raises(InvalidImageError, match="pixels"):
+        inspect_image(encode("PNG", (200, 100)), max_pixels=10_000)
+
+
+def test_decompression_bomb_is_rejected() -> None:
+    bomb = encode("PNG", (12_000, 12_000), mode="1")
+    assert len(bomb) < 100_000
+    with pytest.raises(InvalidImageError):
+        inspect_image(bomb)
+
+
+def test_byte_limit_is_enforced() -> None:
+    data = encode("PNG")
+    with pytest.raises(InvalidImageError, match="bytes"):
+        inspect_image(data, max_bytes=len(data) - 1)
+    assert inspect_image(data, max_bytes=len(data)).size_bytes == len(data)
+
+
+def test_sha256_hex_is_the_content_address() -> None:
+    assert sha256_hex(b"abc") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_open_rgb_applies_exif_orientation() -> None:
+    image = Image.new("RGB", (40, 10), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise when shown
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    opened = open_rgb(buffer.getvalue())
+    assert opened.mode == "RGB" and opened.size == (10, 40)
+
+
+def test_open_rgb_converts_palette_and_alpha() -> None:
+    assert open_rgb(encode("GIF")).mode == "RGB"
+    buffer = io.BytesIO()
+    Image.new("RGBA", (4, 4), (1, 2, 3, 0)).save(buffer, format="PNG")
+    assert open_rgb(buffer.getvalue()).mode == "RGB"
