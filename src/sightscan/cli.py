@@ -30,7 +30,7 @@ city_app = typer.Typer(help="City requests.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(city_app, name="city")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,14 +22,16 @@ from sightscan.errors import ExternalServiceError
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = (f"SightScan/{'.'.join(__version__.split('.')[:2])} "
-              "(+https://github.com/sightscan/sightscan)")
+USER_AGENT = (
+    f"SightScan/{'.'.join(__version__.split('.')[:2])} (+https://github.com/sightscan/sightscan)"
+)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 SECRET_HEADERS = frozenset({"x-goog-api-key", "authorization", "proxy-authorization", "cookie"})
 
 
-def make_client(timeout: float = 30.0, user_agent: str = USER_AGENT, *,
-                connect_timeout: float = 10.0) -> httpx.Client:
+def make_client(
+    timeout: float = 30.0, user_agent: str = USER_AGENT, *, connect_timeout: float = 10.0
+) -> httpx.Client:
     """A client with SightScan's User-Agent and bounded timeouts (caller closes it)."""
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
@@ -117,8 +119,9 @@ def request_with_retries(
     """
     name = service or describe_url(url)
     secrets = [v for k, v in (headers or {}).items() if k.lower() in SECRET_HEADERS]
-    request = client.build_request(method, url, params=params, json=json, data=data,
-                                   headers=headers)
+    request = client.build_request(
+        method, url, params=params, json=json, data=data, headers=headers
+    )
     reason = "no attempt made"
     for attempt in range(retries + 1):
         delay: float | None = None
@@ -146,8 +149,14 @@ def request_with_retries(
             break
         wait = backoff_delay(attempt, backoff, max_backoff) if delay is None else delay
         wait = min(wait, max_backoff)
-        log.info("%s: %s; retry %d/%d in %.2fs", name, _redact(reason, secrets), attempt + 1,
-                 retries, wait)
+        log.info(
+            "%s: %s; retry %d/%d in %.2fs",
+            name,
+            _redact(reason, secrets),
+            attempt + 1,
+            retries,
+            wait,
+        )
         sleep(wait)
     raise ExternalServiceError(
         f"{name} failed after {retries + 1} attempts: {_redact(reason, secrets)}"

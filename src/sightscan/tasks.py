@@ -61,13 +61,20 @@ def make_huey(settings: Settings, name: str, *, immediate: bool = False) -> Huey
     )
 
 
-def _stage_functions() -> dict[str, StageFunction]:
-    # Imported lazily: a worker on the main queue never loads torch, an API never loads either.
-    from sightscan.crawler.store import run_crawl_stage
-    from sightscan.labelling.service import run_label_stage
+def _stage_function(stage: str) -> StageFunction:
+    # Imported lazily, one stage at a time: a worker on the main queue never loads torch,
+    # an API never loads any of them.
+    if stage == "crawl":
+        from sightscan.crawler.store import run_crawl_stage
+
+        return run_crawl_stage
+    if stage == "label":
+        from sightscan.labelling.service import run_label_stage
+
+        return run_label_stage
     from sightscan.training.service import run_train_stage
 
-    return {"crawl": run_crawl_stage, "label": run_label_stage, "train": run_train_stage}
+    return run_train_stage
 
 
 @dataclass
@@ -124,7 +131,7 @@ def run_job(queues: Queues, stage: str, job_id: int, *, final_attempt: bool = Tr
     beat = _heartbeat(warehouse, job_id)
     stop_beating = _keep_beating(beat, queues.settings.sightscan_job_stale_seconds / 4)
     try:
-        counts = _stage_functions()[stage](warehouse, job.city, job.options, beat)
+        counts = _stage_function(stage)(warehouse, job.city, job.options, beat)
     except TRANSIENT as exc:
         reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
         with warehouse.transaction() as session:

@@ -27,8 +27,12 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None = None,
-               scheduler: Scheduler | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    warehouse: Warehouse | None = None,
+    scheduler: Scheduler | None = None,
+) -> FastAPI:
     """The API application; opens what is not given from `settings` (default: environment)."""
     settings = settings or get_settings()
     owns_warehouse = warehouse is None
@@ -45,8 +49,9 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         if owns_warehouse:
             warehouse.dispose()
 
-    app = FastAPI(title="SightScan", version=sightscan.__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="SightScan", version=sightscan.__version__, description=DESCRIPTION, lifespan=lifespan
+    )
     app.state.settings = settings
     app.state.warehouse = warehouse
     app.state.scheduler = scheduler

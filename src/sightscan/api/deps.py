@@ -16,7 +16,8 @@ from sightscan.warehouse import Warehouse
 
 API_KEY_HEADER = "X-API-Key"
 _api_key_header = APIKeyHeader(
-    name=API_KEY_HEADER, auto_error=False,
+    name=API_KEY_HEADER,
+    auto_error=False,
     description="Operator key (SIGHTSCAN_API_KEY) for endpoints that cost money or start work.",
 )
 
@@ -40,8 +41,12 @@ def get_scheduler(request: Request) -> Scheduler:
 
 
 def city_name(
-    city: Annotated[str, Path(description="City name; normalised (upper case, letters, digits, "
-                                          "space, '-' and '_').")],
+    city: Annotated[
+        str,
+        Path(
+            description="City name; normalised (upper case, letters, digits, space, '-' and '_')."
+        ),
+    ],
 ) -> str:
     """The normalised city of the path; InvalidInputError (400) when nothing usable is left."""
     return normalise_city(city)

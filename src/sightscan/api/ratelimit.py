@@ -25,8 +25,14 @@ class RateDecision:
 class SlidingWindowLimiter:
     """At most `limit` hits per `window` seconds per key (a log of hit times per key)."""
 
-    def __init__(self, limit: int, window: float = 60.0, *,
-                 clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError(f"expected limit >= 1 and window > 0, got {limit} and {window}")
         self.limit = limit

@@ -76,8 +76,9 @@ def parse_seed_labels(raw: str | None) -> list[Label]:
     try:
         entries = json.loads(raw)
     except ValueError:
-        raise InvalidInputError("expected `labels` as a JSON list of {ulx, uly, lrx, lry, "
-                                "sightName}, got invalid JSON") from None
+        raise InvalidInputError(
+            "expected `labels` as a JSON list of {ulx, uly, lrx, lry, sightName}, got invalid JSON"
+        ) from None
     if not isinstance(entries, list):
         raise InvalidInputError(f"expected `labels` as a JSON list, got {type(entries).__name__}")
     if len(entries) > MAX_LABELS_PER_UPLOAD:
@@ -110,5 +111,6 @@ class CitySourceIn(BaseModel):
     per sight) for its crawl."""
 
     sights: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
-        default=None, max_length=100)
+        default=None, max_length=100
+    )
     photo_folder: str | None = Field(default=None, max_length=1000)

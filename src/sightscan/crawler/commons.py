@@ -40,17 +40,28 @@ def strip_html(value: str) -> str:
 class CommonsPhotoSource:
     """Photo candidates of a sight from Wikimedia Commons."""
 
-    def __init__(self, client: httpx.Client, *, url: str = DEFAULT_COMMONS_URL,
-                 thumb_width: int = 1024, maxlag: int = 5, retries: int = 3,
-                 backoff: float = 0.5, max_backoff: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        url: str = DEFAULT_COMMONS_URL,
+        thumb_width: int = 1024,
+        maxlag: int = 5,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client = client
         self._url = url
         self._thumb_width = thumb_width
         self._maxlag = maxlag
         self._retries = retries
-        self._retry: dict[str, Any] = {"retries": retries, "backoff": backoff,
-                                       "max_backoff": max_backoff}
+        self._retry: dict[str, Any] = {
+            "retries": retries,
+            "backoff": backoff,
+            "max_backoff": max_backoff,
+        }
         self._max_backoff = max_backoff
         self._sleep = sleep
 
@@ -58,10 +69,16 @@ class CommonsPhotoSource:
         """Search results first, then category members, without repeats, at most `limit`."""
         seen: set[str] = set()
         strategies = (
-            {"generator": "search", "gsrsearch": f"{sight.name} {city} filetype:bitmap",
-             "gsrnamespace": "6"},
-            {"generator": "categorymembers", "gcmtitle": f"Category:{sight.name}",
-             "gcmtype": "file"},
+            {
+                "generator": "search",
+                "gsrsearch": f"{sight.name} {city} filetype:bitmap",
+                "gsrnamespace": "6",
+            },
+            {
+                "generator": "categorymembers",
+                "gcmtitle": f"Category:{sight.name}",
+                "gcmtype": "file",
+            },
         )
         for strategy in strategies:
             for candidate in self._pages(strategy, limit - len(seen)):
@@ -73,9 +90,15 @@ class CommonsPhotoSource:
 
     def _pages(self, strategy: dict[str, str], limit: int) -> Iterator[PhotoCandidate]:
         params: dict[str, Any] = {
-            "action": "query", "prop": "imageinfo", "iiprop": "url|extmetadata|size|mime",
-            "iiurlwidth": str(self._thumb_width), "iiextmetadatafilter": "LicenseShortName|Artist",
-            "format": "json", "formatversion": "2", "maxlag": str(self._maxlag), **strategy,
+            "action": "query",
+            "prop": "imageinfo",
+            "iiprop": "url|extmetadata|size|mime",
+            "iiurlwidth": str(self._thumb_width),
+            "iiextmetadatafilter": "LicenseShortName|Artist",
+            "format": "json",
+            "formatversion": "2",
+            "maxlag": str(self._maxlag),
+            **strategy,
         }
         limit_key = "gsrlimit" if strategy["generator"] == "search" else "gcmlimit"
         params[limit_key] = str(min(max(limit, 1), MAX_BATCH))
@@ -94,8 +117,14 @@ class CommonsPhotoSource:
 
     def _query(self, params: dict[str, Any]) -> dict[str, Any]:
         for attempt in range(self._retries + 1):
-            raw = request_with_retries(self._client, "GET", self._url, params=params,
-                                       service="Wikimedia Commons", **self._retry)
+            raw = request_with_retries(
+                self._client,
+                "GET",
+                self._url,
+                params=params,
+                service="Wikimedia Commons",
+                **self._retry,
+            )
             response = decode_json(raw, "Wikimedia Commons")
             if not isinstance(response, dict):
                 raise ExternalServiceError("Wikimedia Commons returned an unexpected JSON shape")

@@ -73,8 +73,9 @@ def crawl_city(
     or every sight's photo listing failed and nothing was stored.
     """
     if max_sights < 1 or max_images_per_sight < 1 or concurrency < 1 or max_photo_bytes < 1:
-        raise InvalidInputError("expected max_sights, max_images_per_sight, concurrency and "
-                                "max_photo_bytes >= 1")
+        raise InvalidInputError(
+            "expected max_sights, max_images_per_sight, concurrency and max_photo_bytes >= 1"
+        )
     sights = discovery.find_sights(city, max_sights)[:max_sights]
     if not sights:
         raise NoSightsFoundError(f"no sights found for {city}")
@@ -88,8 +89,11 @@ def crawl_city(
                 for candidate in islice(candidates, max_images_per_sight):
                     if len(pending) >= 2 * concurrency:
                         pending = _drain(pending, report, sink)
-                    pending.add(pool.submit(_fetch_and_check, city, sight, candidate,
-                                            max_photo_bytes, max_pixels))
+                    pending.add(
+                        pool.submit(
+                            _fetch_and_check, city, sight, candidate, max_photo_bytes, max_pixels
+                        )
+                    )
             except ExternalServiceError as exc:
                 last_error = exc
                 report.errors.append(f"{sight.name}: {exc}")
@@ -97,11 +101,20 @@ def crawl_city(
                 log.warning("crawl %s: listing photos of %s failed: %s", city, sight.name, exc)
         while pending:
             pending = _drain(pending, report, sink)
-    if last_error is not None and len(report.errors) == len(sights) and not (
-            report.photos_stored or report.duplicates):
+    if (
+        last_error is not None
+        and len(report.errors) == len(sights)
+        and not (report.photos_stored or report.duplicates)
+    ):
         raise last_error
-    log.info("crawl %s: %d sights, %d stored, %d duplicates, skipped %s", city,
-             report.sights_found, report.photos_stored, report.duplicates, dict(report.skipped))
+    log.info(
+        "crawl %s: %d sights, %d stored, %d duplicates, skipped %s",
+        city,
+        report.sights_found,
+        report.photos_stored,
+        report.duplicates,
+        dict(report.skipped),
+    )
     return report
 
 
@@ -111,8 +124,9 @@ class _Outcome:
     skip_reason: str | None = None
 
 
-def _fetch_and_check(city: str, sight: Sight, candidate: PhotoCandidate, max_bytes: int,
-                     max_pixels: int) -> _Outcome:
+def _fetch_and_check(
+    city: str, sight: Sight, candidate: PhotoCandidate, max_bytes: int, max_pixels: int
+) -> _Outcome:
     """Runs on a worker: download with the cap, decode-check, never raise for one photo."""
     try:
         data = candidate.fetch(max_bytes)
@@ -127,12 +141,22 @@ def _fetch_and_check(city: str, sight: Sight, candidate: PhotoCandidate, max_byt
         inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     except InvalidImageError:
         return _Outcome(None, "invalid_image")
-    return _Outcome(CrawledPhoto(city, sight.name, data, candidate.url, candidate.page_url,
-                                 candidate.licence, candidate.author))
+    return _Outcome(
+        CrawledPhoto(
+            city,
+            sight.name,
+            data,
+            candidate.url,
+            candidate.page_url,
+            candidate.licence,
+            candidate.author,
+        )
+    )
 
 
-def _drain(pending: set[Future[_Outcome]], report: CrawlReport,
-           sink: Sink) -> set[Future[_Outcome]]:
+def _drain(
+    pending: set[Future[_Outcome]], report: CrawlReport, sink: Sink
+) -> set[Future[_Outcome]]:
     """Wait for at least one download, hand finished photos to the sink on this thread."""
     done, still_pending = wait(pending, return_when=FIRST_COMPLETED)
     for future in done:

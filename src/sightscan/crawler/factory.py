@@ -43,8 +43,9 @@ def make_discovery(
             return StaticDiscovery.from_file(sights_file)
         if folder is not None:
             return FolderSource(folder)
-        raise ConfigurationError("SIGHTSCAN_DISCOVERY: `static` needs a sights list, "
-                                 "a sights file or a folder")
+        raise ConfigurationError(
+            "SIGHTSCAN_DISCOVERY: `static` needs a sights list, a sights file or a folder"
+        )
     if name == "folder":
         if folder is None:
             raise ConfigurationError("SIGHTSCAN_DISCOVERY: `folder` needs a folder")

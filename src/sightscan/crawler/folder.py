@@ -23,8 +23,9 @@ class FolderSource:
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
         if not self._root.is_dir():
-            raise InvalidInputError(f"expected a folder with one sub-folder per sight, "
-                                    f"got {self._root}")
+            raise InvalidInputError(
+                f"expected a folder with one sub-folder per sight, got {self._root}"
+            )
 
     def root_for(self, city: str) -> Path:
         """ROOT/<city> when such a sub-folder exists (names compared normalised), else ROOT."""
@@ -54,8 +55,9 @@ class FolderSource:
                 return
             if item.sight is not None and item.sight.casefold() == sight.name.casefold():
                 count += 1
-                yield PhotoCandidate(item.path.resolve().as_uri(), None, None, None,
-                                     partial(read_capped, item.path))
+                yield PhotoCandidate(
+                    item.path.resolve().as_uri(), None, None, None, partial(read_capped, item.path)
+                )
 
 
 def read_capped(path: Path, max_bytes: int) -> bytes:

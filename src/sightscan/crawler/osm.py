@@ -24,8 +24,13 @@ _REGEX_SPECIALS = re.compile(r"([\\.^$|?*+()\[\]{}])")
 
 def ql_string(value: str) -> str:
     """`value` as a double-quoted Overpass QL string literal (quotes, backslashes escaped)."""
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-               .replace("\r", "\\r").replace("\t", "\\t"))
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
     return f'"{escaped}"'
 
 
@@ -38,8 +43,10 @@ def build_query(city: str, *, linked_only: bool, timeout: int = 25) -> str:
     """The Overpass QL query for the sights of `city` (only Wikidata/Wikipedia-linked ones
     when `linked_only`)."""
     name_re = ql_exact_regex(city)
-    area = (f"(area[\"name\"~{name_re},i][\"boundary\"=\"administrative\"];"
-            f"area[\"name:en\"~{name_re},i][\"boundary\"=\"administrative\"];)->.city;")
+    area = (
+        f'(area["name"~{name_re},i]["boundary"="administrative"];'
+        f'area["name:en"~{name_re},i]["boundary"="administrative"];)->.city;'
+    )
     filters = [f'["tourism"~"^({"|".join(TOURISM)})$"]', f'["historic"~"^({"|".join(HISTORIC)})$"]']
     links = ['["wikidata"]', '["wikipedia"]'] if linked_only else [""]
     selects = "".join(f'nwr{f}["name"]{link}(area.city);' for f in filters for link in links)
@@ -55,14 +62,24 @@ def popularity(tags: dict[str, str]) -> int:
 class OverpassDiscovery:
     """Top sights of a city from OpenStreetMap (Overpass interpreter, POST data=)."""
 
-    def __init__(self, client: httpx.Client, *, url: str = DEFAULT_OVERPASS_URL,
-                 query_timeout: int = 25, retries: int = 3, backoff: float = 1.0,
-                 max_backoff: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        url: str = DEFAULT_OVERPASS_URL,
+        query_timeout: int = 25,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+    ) -> None:
         self._client = client
         self._url = url
         self._query_timeout = query_timeout
-        self._retry: dict[str, Any] = {"retries": retries, "backoff": backoff,
-                                       "max_backoff": max_backoff}
+        self._retry: dict[str, Any] = {
+            "retries": retries,
+            "backoff": backoff,
+            "max_backoff": max_backoff,
+        }
 
     def find_sights(self, city: str, limit: int) -> list[Sight]:
         """Linked sights first; unlinked ones only fill up when too few are linked."""
@@ -75,8 +92,9 @@ class OverpassDiscovery:
 
     def _query(self, city: str, *, linked_only: bool) -> list[dict[str, Any]]:
         query = build_query(city, linked_only=linked_only, timeout=self._query_timeout)
-        body = request_json(self._client, "POST", self._url, data={"data": query},
-                            service="Overpass", **self._retry)
+        body = request_json(
+            self._client, "POST", self._url, data={"data": query}, service="Overpass", **self._retry
+        )
         if not isinstance(body, dict) or not isinstance(body.get("elements"), list):
             remark = body.get("remark") if isinstance(body, dict) else None
             reason = f": {' '.join(str(remark).split())[:160]}" if remark else ""
@@ -98,8 +116,13 @@ def rank_elements(elements: list[dict[str, Any]]) -> list[Sight]:
             continue
         center = element.get("center")
         point: dict[str, Any] = center if isinstance(center, dict) else element
-        sight = Sight(name, _coord(point.get("lat")), _coord(point.get("lon")), "osm",
-                      f"{element.get('type', 'node')}/{element.get('id')}")
+        sight = Sight(
+            name,
+            _coord(point.get("lat")),
+            _coord(point.get("lon")),
+            "osm",
+            f"{element.get('type', 'node')}/{element.get('id')}",
+        )
         score = popularity(tags)
         key = name.casefold()
         if key not in best or score > best[key][0]:

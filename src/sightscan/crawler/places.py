@@ -11,8 +11,10 @@ from sightscan.errors import ConfigurationError, ExternalServiceError
 from sightscan.http import request_json
 
 DEFAULT_PLACES_URL = "https://places.googleapis.com/v1/places:searchText"
-FIELD_MASK = ("places.id,places.displayName,places.location,places.userRatingCount,"
-              "places.rating,nextPageToken")
+FIELD_MASK = (
+    "places.id,places.displayName,places.location,places.userRatingCount,"
+    "places.rating,nextPageToken"
+)
 MAX_PAGE_SIZE = 20  # the API's maximum per page
 MAX_PAGES = 3  # the API returns at most 60 results over pages
 
@@ -26,17 +28,28 @@ def search_text_url(url: str) -> str:
 class PlacesDiscovery:
     """Top sights of a city from Places Text Search ("top sights in CITY")."""
 
-    def __init__(self, client: httpx.Client, api_key: str, *, url: str = DEFAULT_PLACES_URL,
-                 included_type: str | None = "tourist_attraction", retries: int = 3,
-                 backoff: float = 0.5, max_backoff: float = 30.0) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        api_key: str,
+        *,
+        url: str = DEFAULT_PLACES_URL,
+        included_type: str | None = "tourist_attraction",
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
         if not api_key:
             raise ConfigurationError("MAPS_KEY: required for the `places` sight discovery")
         self._client = client
         self._api_key = api_key
         self._url = search_text_url(url)
         self._included_type = included_type
-        self._retry: dict[str, Any] = {"retries": retries, "backoff": backoff,
-                                       "max_backoff": max_backoff}
+        self._retry: dict[str, Any] = {
+            "retries": retries,
+            "backoff": backoff,
+            "max_backoff": max_backoff,
+        }
 
     def find_sights(self, city: str, limit: int) -> list[Sight]:
         """At most `limit` places, the most rated first."""
@@ -57,8 +70,15 @@ class PlacesDiscovery:
         if page_token:
             payload["pageToken"] = page_token
         headers = {"X-Goog-Api-Key": self._api_key, "X-Goog-FieldMask": FIELD_MASK}
-        body = request_json(self._client, "POST", self._url, json=payload, headers=headers,
-                            service="Google Places", **self._retry)
+        body = request_json(
+            self._client,
+            "POST",
+            self._url,
+            json=payload,
+            headers=headers,
+            service="Google Places",
+            **self._retry,
+        )
         if not isinstance(body, dict):
             raise ExternalServiceError("Google Places returned an unexpected JSON shape")
         return body
@@ -76,9 +96,15 @@ def rank_places(places: list[dict[str, Any]]) -> list[Sight]:
             continue
         seen.add(name.casefold())
         location = _as_dict(place.get("location"))
-        sights.append(Sight(name.strip(), _as_float(location.get("latitude")),
-                            _as_float(location.get("longitude")), "places",
-                            str(place["id"]) if place.get("id") else None))
+        sights.append(
+            Sight(
+                name.strip(),
+                _as_float(location.get("latitude")),
+                _as_float(location.get("longitude")),
+                "places",
+                str(place["id"]) if place.get("id") else None,
+            )
+        )
     return sights
 
 

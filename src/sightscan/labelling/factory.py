@@ -29,8 +29,11 @@ def make_labeller(
     if name == "vision":
         if reserve_call is None:
             raise ConfigurationError("SIGHTSCAN_LABELLER: `vision` needs a call cap (reserve_call)")
-        return VisionLabeller(reserve_call, endpoint=sightscan_vision_endpoint,
-                              credentials_file=google_application_credentials)
+        return VisionLabeller(
+            reserve_call,
+            endpoint=sightscan_vision_endpoint,
+            credentials_file=google_application_credentials,
+        )
     raise ConfigurationError(
         f"SIGHTSCAN_LABELLER: expected one of {', '.join(LABELLERS)}, got {name!r}"
     )

@@ -21,8 +21,9 @@ def parse_user_labels(raw: Iterable[Any]) -> list[Label]:
         if index >= MAX_USER_LABELS:
             raise InvalidInputError(f"expected at most {MAX_USER_LABELS} labels per photo")
         if not isinstance(entry, dict):
-            raise InvalidInputError(f"expected label {index} as an object, got "
-                                    f"{type(entry).__name__}")
+            raise InvalidInputError(
+                f"expected label {index} as an object, got {type(entry).__name__}"
+            )
         name = entry.get("label", entry.get("name"))
         if not isinstance(name, str):
             raise InvalidInputError(f"expected label {index} to have a `label` name")

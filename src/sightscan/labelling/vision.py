@@ -43,8 +43,7 @@ def _vision() -> Any:
         raise ConfigurationError(INSTALL_HINT) from None
 
 
-def make_vision_client(endpoint: str | None = None,
-                       credentials_file: Path | None = None) -> Any:
+def make_vision_client(endpoint: str | None = None, credentials_file: Path | None = None) -> Any:
     """An ImageAnnotatorClient on the REST transport (anonymous for an http:// endpoint)."""
     vision = _vision()
     from google.auth.exceptions import GoogleAuthError
@@ -60,8 +59,9 @@ def make_vision_client(endpoint: str | None = None,
             credentials = service_account.Credentials.from_service_account_file(
                 str(credentials_file), scopes=[VISION_SCOPE]
             )
-        return vision.ImageAnnotatorClient(credentials=credentials, transport="rest",
-                                           client_options=options)
+        return vision.ImageAnnotatorClient(
+            credentials=credentials, transport="rest", client_options=options
+        )
     except (GoogleAuthError, OSError, ValueError) as exc:
         raise ConfigurationError(
             f"GOOGLE_APPLICATION_CREDENTIALS: could not load Vision credentials "
@@ -69,8 +69,9 @@ def make_vision_client(endpoint: str | None = None,
         ) from None
 
 
-def box_from_vertices(vertices: Sequence[tuple[float, float]], width: int,
-                      height: int) -> Box | None:
+def box_from_vertices(
+    vertices: Sequence[tuple[float, float]], width: int, height: int
+) -> Box | None:
     """The relative box around pixel vertices, clipped to the image; None when degenerate."""
     if not vertices or width < 1 or height < 1:
         return None
@@ -85,14 +86,24 @@ def box_from_vertices(vertices: Sequence[tuple[float, float]], width: int,
 class VisionLabeller:
     """Landmark names and boxes from Google Cloud Vision, one capped call per photo."""
 
-    def __init__(self, reserve_call: ReserveCall, *, endpoint: str | None = None,
-                 credentials_file: Path | None = None, client: Any = None,
-                 max_results: int = 5, min_score: float = 0.3, timeout: float = 60.0,
-                 backoff: float = 0.5, max_backoff: float = 30.0,
-                 retry_deadline: float = 120.0) -> None:
+    def __init__(
+        self,
+        reserve_call: ReserveCall,
+        *,
+        endpoint: str | None = None,
+        credentials_file: Path | None = None,
+        client: Any = None,
+        max_results: int = 5,
+        min_score: float = 0.3,
+        timeout: float = 60.0,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        retry_deadline: float = 120.0,
+    ) -> None:
         self._reserve_call = reserve_call
-        self._client = client if client is not None else make_vision_client(endpoint,
-                                                                            credentials_file)
+        self._client = (
+            client if client is not None else make_vision_client(endpoint, credentials_file)
+        )
         self._max_results = max_results
         self._min_score = min_score
         self._timeout = timeout
@@ -108,7 +119,8 @@ class VisionLabeller:
             if response.error.code == INVALID_ARGUMENT:
                 raise InvalidImageError(f"Google Vision rejected the image: {message}")
             raise ExternalServiceError(
-                f"Google Vision failed: code {response.error.code}: {message}")
+                f"Google Vision failed: code {response.error.code}: {message}"
+            )
         best: dict[str, tuple[float, Label]] = {}
         for annotation in response.landmark_annotations:
             name = " ".join(annotation.description.split())[:200]
@@ -116,8 +128,10 @@ class VisionLabeller:
                 continue
             vertices = [(v.x, v.y) for v in annotation.bounding_poly.vertices]
             if not vertices:
-                vertices = [(v.x * item.width, v.y * item.height)
-                            for v in annotation.bounding_poly.normalized_vertices]
+                vertices = [
+                    (v.x * item.width, v.y * item.height)
+                    for v in annotation.bounding_poly.normalized_vertices
+                ]
             label = Label(name, box_from_vertices(vertices, item.width, item.height))
             key = name.casefold()
             if key not in best or annotation.score > best[key][0]:
@@ -132,23 +146,27 @@ class VisionLabeller:
 
         request = {
             "image": {"content": content},
-            "features": [{"type_": vision.Feature.Type.LANDMARK_DETECTION,
-                          "max_results": self._max_results}],
+            "features": [
+                {"type_": vision.Feature.Type.LANDMARK_DETECTION, "max_results": self._max_results}
+            ],
         }
         try:
-            batch = self._client.batch_annotate_images(requests=[request], retry=self._retry,
-                                                       timeout=self._timeout)
+            batch = self._client.batch_annotate_images(
+                requests=[request], retry=self._retry, timeout=self._timeout
+            )
         except core.RetryError as exc:
             cause = exc.cause if exc.cause is not None else exc
-            raise ExternalServiceError(f"Google Vision failed after retries: {_reason(cause)}") \
-                from None
+            raise ExternalServiceError(
+                f"Google Vision failed after retries: {_reason(cause)}"
+            ) from None
         except (core.GoogleAPICallError, RequestException) as exc:
             raise ExternalServiceError(f"Google Vision failed: {_reason(exc)}") from None
         except ParseError:
             raise ExternalServiceError("Google Vision returned a malformed JSON body") from None
         if len(batch.responses) != 1:
             raise ExternalServiceError(
-                f"Google Vision returned {len(batch.responses)} responses for one image")
+                f"Google Vision returned {len(batch.responses)} responses for one image"
+            )
         return batch.responses[0]
 
 
@@ -169,9 +187,15 @@ def _make_retry(backoff: float, max_backoff: float, deadline: float) -> Any:
     from requests import Timeout as RequestsTimeout
 
     predicate = retry.if_exception_type(
-        core.TooManyRequests, core.InternalServerError, core.BadGateway,
-        core.ServiceUnavailable, core.GatewayTimeout, core.DeadlineExceeded,
-        RequestsConnectionError, RequestsTimeout,
+        core.TooManyRequests,
+        core.InternalServerError,
+        core.BadGateway,
+        core.ServiceUnavailable,
+        core.GatewayTimeout,
+        core.DeadlineExceeded,
+        RequestsConnectionError,
+        RequestsTimeout,
     )
-    return retry.Retry(predicate=predicate, initial=backoff, maximum=max_backoff,
-                       multiplier=2.0, timeout=deadline)
+    return retry.Retry(
+        predicate=predicate, initial=backoff, maximum=max_backoff, multiplier=2.0, timeout=deadline
+    )

@@ -13,6 +13,7 @@ Detect = Callable[[bytes], list[Detection]]
 
 def same_sight(a: str, b: str) -> bool:
     """Names equal after case folding and whitespace/underscore normalisation."""
+
     def norm(s: str) -> str:
         return " ".join(s.replace("_", " ").casefold().split())
 
@@ -33,7 +34,10 @@ class WeakLabeller:
         name = " ".join(item.sight_hint.split())
         if self._detect is None:
             return [Label(name)]
-        matches = [d for d in self._detect(item.image_bytes)
-                   if d.score >= self._min_score and same_sight(d.label, name)]
+        matches = [
+            d
+            for d in self._detect(item.image_bytes)
+            if d.score >= self._min_score and same_sight(d.label, name)
+        ]
         best = max(matches, key=lambda d: d.score, default=None)
         return [Label(name, best.box if best is not None else None)]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from sightscan.cities import normalise_city
 from sightscan.errors import NotFoundError
-from sightscan.warehouse._sql import upsert_insert
+from sightscan.warehouse._sql import rowcount, upsert_insert
 from sightscan.warehouse.models import City, CityRequest, VisionCalls, utcnow
 
 
@@ -58,25 +58,33 @@ def request_city(
     row = get_or_create_city(session, city)
     now = utcnow()
     stmt = upsert_insert(session, CityRequest.__table__).values(
-        city_id=row.id, count=1, first_requested_at=now, last_requested_at=now,
-        photo_folder=photo_folder, sights=sights,
+        city_id=row.id,
+        count=1,
+        first_requested_at=now,
+        last_requested_at=now,
+        photo_folder=photo_folder,
+        sights=sights,
     )
-    updates: dict[str, object] = {"count": CityRequest.__table__.c.count + 1, "last_requested_at": now}
+    updates: dict[str, object] = {
+        "count": CityRequest.__table__.c.count + 1,
+        "last_requested_at": now,
+    }
     if photo_folder is not None:
         updates["photo_folder"] = photo_folder
     if sights is not None:
         updates["sights"] = sights
     session.execute(stmt.on_conflict_do_update(index_elements=["city_id"], set_=updates))
     # The conditional update is the once-only switch, safe across processes.
-    condition = CityRequest.crawl_queued_at.is_(None)
+    condition: ColumnElement[bool] = CityRequest.crawl_queued_at.is_(None)
     if not force:
         condition = condition & (CityRequest.count >= threshold)
-    started = session.execute(
+    switched = session.execute(
         update(CityRequest)
         .where(CityRequest.city_id == row.id, condition)
         .values(crawl_queued_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount == 1
+    )
+    started = rowcount(switched) == 1
     count = session.scalar(select(CityRequest.count).where(CityRequest.city_id == row.id)) or 0
     return CityRequestResult(row.name, count, started)
 
@@ -103,7 +111,7 @@ def reserve_vision_call(session: Session, *, city_id: int, cap: int) -> bool:
         .values(calls=VisionCalls.calls + 1)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def vision_calls_made(session: Session, city_id: int) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy import Table, delete, false, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from sightscan.cities import normalise_city
-from sightscan.detections import Label
+from sightscan.detections import Box, Label
 from sightscan.errors import InvalidInputError, NotFoundError
 from sightscan.images import DEFAULT_MAX_PIXELS, ImageInfo, inspect_image
 from sightscan.storage import BlobStore
@@ -85,9 +85,13 @@ def _city_and_sight_ids(
             .values([{"city_id": city_id, "name": name} for name in missing])
             .on_conflict_do_nothing(index_elements=["city_id", "name"])
         )
-        sights.update(session.execute(
-            select(Sight.name, Sight.id).where(Sight.city_id == city_id, Sight.name.in_(missing))
-        ).all())
+        sights.update(
+            session.execute(
+                select(Sight.name, Sight.id).where(
+                    Sight.city_id == city_id, Sight.name.in_(missing)
+                )
+            ).all()
+        )
     return city_id, sights
 
 
@@ -122,15 +126,21 @@ def _validate(item: NewImage, max_pixels: int) -> ImageInfo:
     if item.origin not in ORIGINS:
         raise InvalidInputError(f"expected origin in {sorted(ORIGINS)}, got {item.origin!r}")
     if item.label_source not in LABEL_SOURCES:
-        raise InvalidInputError(f"expected label source in {sorted(LABEL_SOURCES)}, got {item.label_source!r}")
+        raise InvalidInputError(
+            f"expected label source in {sorted(LABEL_SOURCES)}, got {item.label_source!r}"
+        )
     if item.source_url is not None and len(item.source_url) > 2000:
         raise InvalidInputError("expected a source URL of at most 2000 characters")
     return inspect_image(item.data, max_pixels=max_pixels)
 
 
 def add_images(
-    session: Session, store: BlobStore, items: Sequence[NewImage], *,
-    max_pixels: int = DEFAULT_MAX_PIXELS, durable: bool | None = None,
+    session: Session,
+    store: BlobStore,
+    items: Sequence[NewImage],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    durable: bool | None = None,
 ) -> list[AddedImage]:
     """Add images (each stored once); returns one result per item, in order.
 
@@ -200,8 +210,9 @@ def _insert_new(
         names = sights_by_city.setdefault(item.city, set())
         if (sight := _sight_name(item)) is not None:
             names.add(sight)
-    ids = {city: _city_and_sight_ids(session, city, names)
-           for city, names in sights_by_city.items()}
+    ids = {
+        city: _city_and_sight_ids(session, city, names) for city, names in sights_by_city.items()
+    }
     for item, _ in new:  # blobs first: a row never exists without its bytes
         store.put(item.data)
     if session.get_bind().dialect.name == "postgresql":
@@ -210,12 +221,21 @@ def _insert_new(
     for start in range(0, len(new), IMAGE_ROWS_PER_STATEMENT):
         rows = session.execute(
             upsert_insert(session, _table(ImageRow))
-            .values([
-                {"sha256": info.sha256, "source_url": item.source_url, "blob_key": info.sha256,
-                 "mime_type": info.mime_type, "size_bytes": info.size_bytes,
-                 "licence": item.licence, "author": item.author, "page_url": item.page_url}
-                for item, info in new[start:start + IMAGE_ROWS_PER_STATEMENT]
-            ])
+            .values(
+                [
+                    {
+                        "sha256": info.sha256,
+                        "source_url": item.source_url,
+                        "blob_key": info.sha256,
+                        "mime_type": info.mime_type,
+                        "size_bytes": info.size_bytes,
+                        "licence": item.licence,
+                        "author": item.author,
+                        "page_url": item.page_url,
+                    }
+                    for item, info in new[start : start + IMAGE_ROWS_PER_STATEMENT]
+                ]
+            )
             .on_conflict_do_nothing()
             .returning(_table(ImageRow).c.id, _table(ImageRow).c.sha256)
         ).all()
@@ -228,12 +248,27 @@ def _insert_new(
             continue
         city_id, sight_ids = ids[item.city]
         sight = _sight_name(item)
-        facts.append({"image_id": image_id, "city_id": city_id,
-                      "sight_id": sight_ids[sight] if sight else None, "origin": item.origin,
-                      "width": info.width, "height": info.height, "created_at": now})
+        facts.append(
+            {
+                "image_id": image_id,
+                "city_id": city_id,
+                "sight_id": sight_ids[sight] if sight else None,
+                "origin": item.origin,
+                "width": info.width,
+                "height": info.height,
+                "created_at": now,
+            }
+        )
         labels.extend(_label_rows(image_id, item.labels, item.label_source, now))
-        changes.append({"kind": "image", "city_id": city_id, "image_id": image_id,
-                        "refreshed": False, "created_at": now})
+        changes.append(
+            {
+                "kind": "image",
+                "city_id": city_id,
+                "image_id": image_id,
+                "refreshed": False,
+                "created_at": now,
+            }
+        )
     for table, values in ((FactSight, facts), (LabelRow, labels), (LoadChange, changes)):
         if values:
             session.execute(insert(_table(table)), values)
@@ -282,32 +317,64 @@ FROM new_images n, (SELECT set_config('synchronous_commit', :sync, true) AS sync
 
 
 def _insert_new_postgresql(
-    session: Session, new: list[tuple[NewImage, ImageInfo]],
-    ids: dict[str, tuple[int, dict[str, int]]], durable: bool,
+    session: Session,
+    new: list[tuple[NewImage, ImageInfo]],
+    ids: dict[str, tuple[int, dict[str, int]]],
+    durable: bool,
 ) -> dict[str, int]:
-    columns: dict[str, list[Any]] = {name: [] for name in (
-        "sha256", "source_url", "mime_type", "size_bytes", "licence", "author", "page_url",
-        "city_id", "sight_id", "origin", "width", "height", "label_sha256", "label_source",
-        "label_name", "ul_x", "ul_y", "lr_x", "lr_y")}
+    columns: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "sha256",
+            "source_url",
+            "mime_type",
+            "size_bytes",
+            "licence",
+            "author",
+            "page_url",
+            "city_id",
+            "sight_id",
+            "origin",
+            "width",
+            "height",
+            "label_sha256",
+            "label_source",
+            "label_name",
+            "ul_x",
+            "ul_y",
+            "lr_x",
+            "lr_y",
+        )
+    }
     for item, info in new:
         city_id, sight_ids = ids[item.city]
         sight = _sight_name(item)
         image_fields: tuple[tuple[str, Any], ...] = (
-            ("sha256", info.sha256), ("source_url", item.source_url), ("mime_type", info.mime_type),
-            ("size_bytes", info.size_bytes), ("licence", item.licence), ("author", item.author),
-            ("page_url", item.page_url), ("city_id", city_id),
-            ("sight_id", sight_ids[sight] if sight else None), ("origin", item.origin),
-            ("width", info.width), ("height", info.height),
+            ("sha256", info.sha256),
+            ("source_url", item.source_url),
+            ("mime_type", info.mime_type),
+            ("size_bytes", info.size_bytes),
+            ("licence", item.licence),
+            ("author", item.author),
+            ("page_url", item.page_url),
+            ("city_id", city_id),
+            ("sight_id", sight_ids[sight] if sight else None),
+            ("origin", item.origin),
+            ("width", info.width),
+            ("height", info.height),
         )
         for name, value in image_fields:
             columns[name].append(value)
         for label in item.labels:
             box = label.box
             label_fields: tuple[tuple[str, Any], ...] = (
-                ("label_sha256", info.sha256), ("label_source", item.label_source),
+                ("label_sha256", info.sha256),
+                ("label_source", item.label_source),
                 ("label_name", " ".join(label.name.split())),
-                ("ul_x", box.x1 if box else None), ("ul_y", box.y1 if box else None),
-                ("lr_x", box.x2 if box else None), ("lr_y", box.y2 if box else None),
+                ("ul_x", box.x1 if box else None),
+                ("ul_y", box.y1 if box else None),
+                ("lr_x", box.x2 if box else None),
+                ("lr_y", box.y2 if box else None),
             )
             for name, value in label_fields:
                 columns[name].append(value)
@@ -319,8 +386,14 @@ def _insert_new_postgresql(
     return {sha: image_id for image_id, sha, _ in rows}
 
 
-def add_image(session: Session, store: BlobStore, item: NewImage, *,
-              max_pixels: int = DEFAULT_MAX_PIXELS, durable: bool | None = None) -> AddedImage:
+def add_image(
+    session: Session,
+    store: BlobStore,
+    item: NewImage,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    durable: bool | None = None,
+) -> AddedImage:
     """Add one image (stored once); see add_images."""
     return add_images(session, store, [item], max_pixels=max_pixels, durable=durable)[0]
 
@@ -330,9 +403,13 @@ def _label_rows(
 ) -> list[dict[str, Any]]:
     return [
         {
-            "image_id": image_id, "source": source, "name": " ".join(label.name.split()),
-            "ul_x": label.box.x1 if label.box else None, "ul_y": label.box.y1 if label.box else None,
-            "lr_x": label.box.x2 if label.box else None, "lr_y": label.box.y2 if label.box else None,
+            "image_id": image_id,
+            "source": source,
+            "name": " ".join(label.name.split()),
+            "ul_x": label.box.x1 if label.box else None,
+            "ul_y": label.box.y1 if label.box else None,
+            "lr_x": label.box.x2 if label.box else None,
+            "lr_y": label.box.y2 if label.box else None,
             "created_at": now,
         }
         for label in labels
@@ -353,23 +430,24 @@ def set_labels(session: Session, *, image_id: int, labels: Sequence[Label], sour
     city_id = session.scalar(select(FactSight.city_id).where(FactSight.image_id == image_id))
     if city_id is None:
         raise NotFoundError(f"no image {image_id}")
-    session.execute(delete(LabelRow).where(LabelRow.image_id == image_id, LabelRow.source == source))
+    session.execute(
+        delete(LabelRow).where(LabelRow.image_id == image_id, LabelRow.source == source)
+    )
     if labels:
         _insert_labels(session, image_id, labels, source)
     session.execute(
-        insert(LoadChange).values(kind="labels", city_id=city_id, image_id=image_id, created_at=utcnow())
+        insert(LoadChange).values(
+            kind="labels", city_id=city_id, image_id=image_id, created_at=utcnow()
+        )
     )
 
 
 def labels_of(session: Session, image_id: int) -> list[Label]:
     """Every label of an image, boxes first."""
-    from sightscan.detections import Box
-
-    rows = session.scalars(select(LabelRow).where(LabelRow.image_id == image_id).order_by(LabelRow.id))
-    labels = [
-        Label(row.name, Box(row.ul_x, row.ul_y, row.lr_x, row.lr_y) if row.ul_x is not None else None)  # type: ignore[arg-type]
-        for row in rows
-    ]
+    rows = session.scalars(
+        select(LabelRow).where(LabelRow.image_id == image_id).order_by(LabelRow.id)
+    )
+    labels = [Label(row.name, _box_of(row)) for row in rows]
     return sorted(labels, key=lambda label: label.box is None)
 
 
@@ -389,10 +467,17 @@ def unlabelled_images(session: Session, *, city_id: int, limit: int) -> list[Sto
     """Images of a city without any label, oldest first."""
     labelled = select(LabelRow.image_id).where(LabelRow.image_id == FactSight.image_id)
     given_up = select(LabellingLog.image_id).where(
-        LabellingLog.image_id == FactSight.image_id, LabellingLog.outcome == "unlabellable")
+        LabellingLog.image_id == FactSight.image_id, LabellingLog.outcome == "unlabellable"
+    )
     rows = session.execute(
-        select(FactSight.image_id, FactSight.city_id, Sight.name, ImageRow.blob_key,
-               FactSight.width, FactSight.height)
+        select(
+            FactSight.image_id,
+            FactSight.city_id,
+            Sight.name,
+            ImageRow.blob_key,
+            FactSight.width,
+            FactSight.height,
+        )
         .join(ImageRow, ImageRow.id == FactSight.image_id)
         .outerjoin(Sight, Sight.id == FactSight.sight_id)
         .where(FactSight.city_id == city_id, ~labelled.exists(), ~given_up.exists())
@@ -400,3 +485,9 @@ def unlabelled_images(session: Session, *, city_id: int, limit: int) -> list[Sto
         .limit(limit)
     ).all()
     return [StoredImage(*row) for row in rows]
+
+
+def _box_of(row: LabelRow) -> Box | None:
+    if row.ul_x is None or row.ul_y is None or row.lr_x is None or row.lr_y is None:
+        return None
+    return Box(row.ul_x, row.ul_y, row.lr_x, row.lr_y)

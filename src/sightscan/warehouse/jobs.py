@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sightscan.errors import InvalidInputError, NotFoundError
+from sightscan.warehouse._sql import rowcount
 from sightscan.warehouse.models import City, Job, LabellingLog, utcnow
 
 STAGES = ("crawl", "label", "train", "refresh")
@@ -36,16 +37,22 @@ class JobView:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
-            "id": self.id, "city": self.city, "stage": self.stage, "state": self.state,
-            "reason": self.reason, "counts": self.counts, "attempts": self.attempts,
+            "id": self.id,
+            "city": self.city,
+            "stage": self.stage,
+            "state": self.state,
+            "reason": self.reason,
+            "counts": self.counts,
+            "attempts": self.attempts,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
 
 
-def create_job(session: Session, *, city_id: int, stage: str,
-               options: dict[str, Any] | None = None) -> int | None:
+def create_job(
+    session: Session, *, city_id: int, stage: str, options: dict[str, Any] | None = None
+) -> int | None:
     """Record a queued job; its id, or None when this city and stage already has an active one."""
     if stage not in STAGES:
         raise InvalidInputError(f"expected stage in {STAGES}, got {stage!r}")
@@ -53,11 +60,21 @@ def create_job(session: Session, *, city_id: int, stage: str,
         return None
     try:
         with session.begin_nested():  # the partial unique index settles concurrent submits
-            return int(session.execute(
-                insert(Job).values(city_id=city_id, stage=stage, state="queued", counts={},
-                                   attempts=0, options=options or {}, created_at=utcnow())
-                .returning(Job.id)
-            ).scalar_one())
+            return int(
+                session.execute(
+                    insert(Job)
+                    .values(
+                        city_id=city_id,
+                        stage=stage,
+                        state="queued",
+                        counts={},
+                        attempts=0,
+                        options=options or {},
+                        created_at=utcnow(),
+                    )
+                    .returning(Job.id)
+                ).scalar_one()
+            )
     except IntegrityError:
         return None
 
@@ -66,12 +83,18 @@ def claim_job(session: Session, job_id: int) -> bool:
     """Move a queued job to running; False when it is not queued (taken, done or failed)."""
     now = utcnow()
     result = session.execute(
-        update(Job).where(Job.id == job_id, Job.state == "queued")
-        .values(state="running", started_at=now, heartbeat_at=now, finished_at=None,
-                attempts=Job.attempts + 1)
+        update(Job)
+        .where(Job.id == job_id, Job.state == "queued")
+        .values(
+            state="running",
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=None,
+            attempts=Job.attempts + 1,
+        )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def heartbeat(session: Session, job_id: int, *, counts: dict[str, Any] | None = None) -> None:
@@ -79,32 +102,45 @@ def heartbeat(session: Session, job_id: int, *, counts: dict[str, Any] | None = 
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if counts is not None:
         values["counts"] = counts
-    session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == "running")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def requeue_stale_jobs(session: Session, *, older_than: datetime) -> list[int]:
     """Running jobs whose worker stopped beating before `older_than`: queue them again."""
-    stale = list(session.scalars(select(Job.id).where(
-        Job.state == "running", Job.heartbeat_at < older_than)))
+    stale = list(
+        session.scalars(select(Job.id).where(Job.state == "running", Job.heartbeat_at < older_than))
+    )
     if stale:
-        session.execute(update(Job).where(Job.id.in_(stale)).values(
-            state="queued", reason="worker stopped; queued again")
-            .execution_options(synchronize_session=False))
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(stale))
+            .values(state="queued", reason="worker stopped; queued again")
+            .execution_options(synchronize_session=False)
+        )
     return stale
 
 
 def queued_jobs(session: Session, *, older_than: datetime) -> list[JobView]:
     """Jobs still queued since before `older_than` (their queue message may be lost)."""
-    rows = session.execute(select(Job, City.name).join(City, City.id == Job.city_id).where(
-        Job.state == "queued", Job.created_at < older_than).order_by(Job.id)).all()
+    rows = session.execute(
+        select(Job, City.name)
+        .join(City, City.id == Job.city_id)
+        .where(Job.state == "queued", Job.created_at < older_than)
+        .order_by(Job.id)
+    ).all()
     return [_view(job, name) for job, name in rows]
 
 
 def get_job(session: Session, job_id: int) -> JobView:
     """One job; NotFoundError when absent."""
-    row = session.execute(select(Job, City.name).join(City, City.id == Job.city_id)
-                          .where(Job.id == job_id)).first()
+    row = session.execute(
+        select(Job, City.name).join(City, City.id == Job.city_id).where(Job.id == job_id)
+    ).first()
     if row is None:
         raise NotFoundError(f"no job {job_id}")
     return _view(row[0], row[1])
@@ -115,8 +151,14 @@ def finish_job(session: Session, job_id: int, *, counts: dict[str, Any] | None =
     _update(session, job_id, state="done", finished_at=utcnow(), counts=counts or {})
 
 
-def fail_job(session: Session, job_id: int, *, reason: str, counts: dict[str, Any] | None = None,
-             final: bool = True) -> None:
+def fail_job(
+    session: Session,
+    job_id: int,
+    *,
+    reason: str,
+    counts: dict[str, Any] | None = None,
+    final: bool = True,
+) -> None:
     """Mark a job failed (final) or queued again for a retry, with the reason."""
     values: dict[str, Any] = {"state": "failed" if final else "queued", "reason": reason[:2000]}
     if final:
@@ -128,9 +170,12 @@ def fail_job(session: Session, job_id: int, *, reason: str, counts: dict[str, An
 
 def _update(session: Session, job_id: int, **values: Any) -> None:
     result = session.execute(
-        update(Job).where(Job.id == job_id).values(**values).execution_options(synchronize_session=False)
+        update(Job)
+        .where(Job.id == job_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         raise NotFoundError(f"no job {job_id}")
 
 
@@ -144,33 +189,68 @@ def list_jobs(session: Session, *, city: str | None = None, limit: int = 100) ->
 
 
 def _view(j: Job, city: str) -> JobView:
-    return JobView(j.id, city, j.stage, j.state, j.reason, j.counts or {}, j.attempts, j.created_at,
-                   j.started_at, j.finished_at, j.options or {})
+    return JobView(
+        j.id,
+        city,
+        j.stage,
+        j.state,
+        j.reason,
+        j.counts or {},
+        j.attempts,
+        j.created_at,
+        j.started_at,
+        j.finished_at,
+        j.options or {},
+    )
 
 
 def active_job(session: Session, *, city_id: int, stage: str) -> int | None:
     """The id of a queued or running job of this city and stage, if any."""
     return session.scalar(
-        select(Job.id).where(Job.city_id == city_id, Job.stage == stage,
-                             Job.state.in_(("queued", "running"))).order_by(Job.id.desc()).limit(1)
+        select(Job.id)
+        .where(Job.city_id == city_id, Job.stage == stage, Job.state.in_(("queued", "running")))
+        .order_by(Job.id.desc())
+        .limit(1)
     )
 
 
-def log_labelling(session: Session, *, city_id: int, image_id: int | None, labeller: str,
-                  outcome: str, detail: str | None = None) -> None:
+def log_labelling(
+    session: Session,
+    *,
+    city_id: int,
+    image_id: int | None,
+    labeller: str,
+    outcome: str,
+    detail: str | None = None,
+) -> None:
     """Append one line to the labelling log."""
-    session.execute(insert(LabellingLog).values(
-        city_id=city_id, image_id=image_id, labeller=labeller, outcome=outcome,
-        detail=detail[:1000] if detail else None, created_at=utcnow()))
+    session.execute(
+        insert(LabellingLog).values(
+            city_id=city_id,
+            image_id=image_id,
+            labeller=labeller,
+            outcome=outcome,
+            detail=detail[:1000] if detail else None,
+            created_at=utcnow(),
+        )
+    )
 
 
-def labelling_log(session: Session, *, city: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def labelling_log(
+    session: Session, *, city: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
     """Newest labelling log lines first."""
     stmt = select(LabellingLog, City.name).join(City, City.id == LabellingLog.city_id)
     if city is not None:
         stmt = stmt.where(City.name == city)
     return [
-        {"city": name, "image_id": row.image_id, "labeller": row.labeller, "outcome": row.outcome,
-         "detail": row.detail, "time": row.created_at.isoformat()}
+        {
+            "city": name,
+            "image_id": row.image_id,
+            "labeller": row.labeller,
+            "outcome": row.outcome,
+            "detail": row.detail,
+            "time": row.created_at.isoformat(),
+        }
         for row, name in session.execute(stmt.order_by(LabellingLog.id.desc()).limit(limit))
     ]

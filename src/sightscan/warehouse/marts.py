@@ -74,16 +74,30 @@ def _pending(session: Session, limit: int) -> list[tuple[int, str, int, int | No
 
 def _refresh_images(session: Session, image_ids: list[int]) -> int:
     rows = session.execute(
-        select(FactSight.image_id, FactSight.city_id, Sight.name, ImageRow.blob_key,
-               FactSight.width, FactSight.height, FactSight.created_at)
+        select(
+            FactSight.image_id,
+            FactSight.city_id,
+            Sight.name,
+            ImageRow.blob_key,
+            FactSight.width,
+            FactSight.height,
+            FactSight.created_at,
+        )
         .join(ImageRow, ImageRow.id == FactSight.image_id)
         .outerjoin(Sight, Sight.id == FactSight.sight_id)
         .where(_among(session, FactSight.image_id, image_ids))
     ).all()
     labels: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for label in session.execute(
-        select(LabelRow.image_id, LabelRow.name, LabelRow.source, LabelRow.ul_x, LabelRow.ul_y,
-               LabelRow.lr_x, LabelRow.lr_y)
+        select(
+            LabelRow.image_id,
+            LabelRow.name,
+            LabelRow.source,
+            LabelRow.ul_x,
+            LabelRow.ul_y,
+            LabelRow.lr_x,
+            LabelRow.lr_y,
+        )
         .where(_among(session, LabelRow.image_id, image_ids))
         .order_by(LabelRow.id)
     ):
@@ -97,9 +111,15 @@ def _refresh_images(session: Session, image_ids: list[int]) -> int:
             insert(Base.metadata.tables[MartTrainingImage.__tablename__]),
             [
                 {
-                    "image_id": r.image_id, "city_id": r.city_id, "sight": r.name, "blob_key": r.blob_key,
-                    "width": r.width, "height": r.height, "labels": labels.get(r.image_id, []),
-                    "labelled": bool(labels.get(r.image_id)), "created_at": r.created_at,
+                    "image_id": r.image_id,
+                    "city_id": r.city_id,
+                    "sight": r.name,
+                    "blob_key": r.blob_key,
+                    "width": r.width,
+                    "height": r.height,
+                    "labels": labels.get(r.image_id, []),
+                    "labelled": bool(labels.get(r.image_id)),
+                    "created_at": r.created_at,
                 }
                 for r in rows
             ],
@@ -119,8 +139,14 @@ def _refresh_models(session: Session, city_ids: set[int]) -> int:
         ).first()
         if latest is None:
             continue
-        values = {"city_id": city_id, "city": latest.name, "version": latest.version,
-                  "model_id": latest.id, "blob_key": latest.blob_key, "updated_at": utcnow()}
+        values = {
+            "city_id": city_id,
+            "city": latest.name,
+            "version": latest.version,
+            "model_id": latest.id,
+            "blob_key": latest.blob_key,
+            "updated_at": utcnow(),
+        }
         session.execute(
             upsert_insert(session, MartCityModel.__table__)
             .values(**values)
@@ -157,7 +183,9 @@ def rebuild_marts(session: Session) -> RefreshReport:
     session.execute(delete(MartCityModel))
     session.execute(update(LoadChange).values(refreshed=True))
     image_ids = list(session.scalars(select(FactSight.image_id).order_by(FactSight.image_id)))
-    images = sum(_refresh_images(session, image_ids[i:i + BATCH]) for i in range(0, len(image_ids), BATCH))
+    images = sum(
+        _refresh_images(session, image_ids[i : i + BATCH]) for i in range(0, len(image_ids), BATCH)
+    )
     models = _refresh_models(session, set(session.scalars(select(ModelRow.city_id).distinct())))
     return RefreshReport(0, images, models)
 
@@ -173,7 +201,9 @@ def current_model(session: Session, city: str) -> MartCityModel | None:
     return session.scalar(select(MartCityModel).where(MartCityModel.city == city))
 
 
-def training_images(session: Session, *, city_id: int, labelled_only: bool = True) -> list[MartTrainingImage]:
+def training_images(
+    session: Session, *, city_id: int, labelled_only: bool = True
+) -> list[MartTrainingImage]:
     """A city's images from the training mart, labelled ones by default, in id order."""
     stmt = select(MartTrainingImage).where(MartTrainingImage.city_id == city_id)
     if labelled_only:
@@ -208,17 +238,35 @@ class CityOverview:
 
 def city_overview(session: Session) -> list[CityOverview]:
     """Every known city with image, labelled-image, label and model counts (from the marts)."""
-    images = dict(session.execute(
-        select(MartTrainingImage.city_id, func.count()).group_by(MartTrainingImage.city_id)).all())
-    labelled = dict(session.execute(
-        select(MartTrainingImage.city_id, func.count())
-        .where(MartTrainingImage.labelled.is_(True)).group_by(MartTrainingImage.city_id)).all())
-    labels = dict(session.execute(
-        select(FactSight.city_id, func.count(LabelRow.id))
-        .join(LabelRow, LabelRow.image_id == FactSight.image_id).group_by(FactSight.city_id)).all())
+    images = dict(
+        session.execute(
+            select(MartTrainingImage.city_id, func.count()).group_by(MartTrainingImage.city_id)
+        ).all()
+    )
+    labelled = dict(
+        session.execute(
+            select(MartTrainingImage.city_id, func.count())
+            .where(MartTrainingImage.labelled.is_(True))
+            .group_by(MartTrainingImage.city_id)
+        ).all()
+    )
+    labels = dict(
+        session.execute(
+            select(FactSight.city_id, func.count(LabelRow.id))
+            .join(LabelRow, LabelRow.image_id == FactSight.image_id)
+            .group_by(FactSight.city_id)
+        ).all()
+    )
     models = dict(session.execute(select(MartCityModel.city_id, MartCityModel.version)).all())
     return [
-        CityOverview(c.name, c.id, images.get(c.id, 0), labelled.get(c.id, 0), labels.get(c.id, 0),
-                     models.get(c.id), c.created_at)
+        CityOverview(
+            c.name,
+            c.id,
+            images.get(c.id, 0),
+            labelled.get(c.id, 0),
+            labels.get(c.id, 0),
+            models.get(c.id),
+            c.created_at,
+        )
         for c in session.scalars(select(City).order_by(City.name))
     ]

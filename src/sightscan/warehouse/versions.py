@@ -53,30 +53,45 @@ def add_model_version(
     session.execute(insert(LoadChange).values(kind="model", city_id=city_row.id, created_at=now))
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(City.id).where(City.id == city_row.id).with_for_update())
-    current = session.scalar(select(func.max(ModelRow.version)).where(ModelRow.city_id == city_row.id))
+    current = session.scalar(
+        select(func.max(ModelRow.version)).where(ModelRow.city_id == city_row.id)
+    )
     version = (current or 0) + 1
     try:
         with session.begin_nested():
             session.execute(
                 insert(ModelRow).values(
-                    city_id=city_row.id, version=version, blob_key=blob_key,
-                    size_bytes=len(model_bytes), meta=metadata, metrics=metrics,
-                    labelled_images=labelled_images, created_at=now,
+                    city_id=city_row.id,
+                    version=version,
+                    blob_key=blob_key,
+                    size_bytes=len(model_bytes),
+                    meta=metadata,
+                    metrics=metrics,
+                    labelled_images=labelled_images,
+                    created_at=now,
                 )
             )
     except IntegrityError:
-        raise ConflictError(f"version {version} of {city_row.name} was published concurrently") from None
-    return ModelVersion(city_row.name, version, blob_key, len(model_bytes), metadata, metrics, labelled_images)
+        raise ConflictError(
+            f"version {version} of {city_row.name} was published concurrently"
+        ) from None
+    return ModelVersion(
+        city_row.name, version, blob_key, len(model_bytes), metadata, metrics, labelled_images
+    )
 
 
 def model_versions(session: Session, *, city_id: int) -> list[ModelVersion]:
     """Every version of a city, newest first."""
     rows = session.execute(
-        select(ModelRow, City.name).join(City, City.id == ModelRow.city_id)
-        .where(ModelRow.city_id == city_id).order_by(ModelRow.version.desc())
+        select(ModelRow, City.name)
+        .join(City, City.id == ModelRow.city_id)
+        .where(ModelRow.city_id == city_id)
+        .order_by(ModelRow.version.desc())
     ).all()
     return [
-        ModelVersion(name, r.version, r.blob_key, r.size_bytes, r.meta, r.metrics, r.labelled_images)
+        ModelVersion(
+            name, r.version, r.blob_key, r.size_bytes, r.meta, r.metrics, r.labelled_images
+        )
         for r, name in rows
     ]
 

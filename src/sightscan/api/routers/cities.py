@@ -37,21 +37,34 @@ from sightscan.warehouse.marts import supported_cities
 router = APIRouter(prefix="/api/cities", tags=["cities"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut}, 429: {"model": ErrorOut},
+    400: {"model": ErrorOut},
+    429: {"model": ErrorOut},
 }
 UPLOAD_FORM = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["image"],
-            "properties": {
-                "image": {"type": "string", "format": "binary",
-                          "description": "jpeg, png, gif, bmp, webp or tiff (checked by decoding)"},
-                "labels": {"type": "string", "description": 'JSON list of {"ulx", "uly", '
-                           '"lrx", "lry", "sightName"}, coordinates relative to the image'},
-                "sight": {"type": "string", "description": "The sight the photo shows."},
-            },
-        }}},
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "jpeg, png, gif, bmp, webp or tiff "
+                            "(checked by decoding)",
+                        },
+                        "labels": {
+                            "type": "string",
+                            "description": 'JSON list of {"ulx", "uly", '
+                            '"lrx", "lry", "sightName"}, coordinates relative to the image',
+                        },
+                        "sight": {"type": "string", "description": "The sight the photo shows."},
+                    },
+                }
+            }
+        },
     }
 }
 
@@ -63,15 +76,25 @@ def list_cities(warehouse: WarehouseDep) -> dict[str, list[str]]:
         return {"cities": supported_cities(session)}
 
 
-@router.post("/{city}/add", response_model=CityRequestOut, dependencies=[RateLimited],
-             responses=ERRORS | {401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
+@router.post(
+    "/{city}/add",
+    response_model=CityRequestOut,
+    dependencies=[RateLimited],
+    responses=ERRORS | {401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+)
 def add_city(
-    city: CityDep, warehouse: WarehouseDep, scheduler: SchedulerDep, settings: SettingsDep,
+    city: CityDep,
+    warehouse: WarehouseDep,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
     presented: PresentedKey = None,
-    force: Annotated[bool, Query(description="Operators (API key): crawl now, ignoring the "
-                                             "request threshold.")] = False,
-    source: Annotated[CitySourceIn | None, Body(description="Operators (API key): where the "
-                                                "crawl finds sights and photos.")] = None,
+    force: Annotated[
+        bool, Query(description="Operators (API key): crawl now, ignoring the request threshold.")
+    ] = False,
+    source: Annotated[
+        CitySourceIn | None,
+        Body(description="Operators (API key): where the crawl finds sights and photos."),
+    ] = None,
 ) -> dict[str, Any]:
     """Ask for a city; the request that reaches the threshold starts the crawl."""
     if force or source is not None:
@@ -80,26 +103,45 @@ def add_city(
     if source is not None and source.photo_folder is not None:
         path = Path(source.photo_folder)
         if not path.is_absolute() or not path.is_dir():
-            raise InvalidInputError("expected photo_folder to be an absolute path of a folder "
-                                    "on the server, with one sub-folder per sight")
+            raise InvalidInputError(
+                "expected photo_folder to be an absolute path of a folder "
+                "on the server, with one sub-folder per sight"
+            )
         folder = str(path.resolve())
     with warehouse.transaction() as session:
-        result = request_city(session, city=city, force=force,
-                              threshold=settings.sightscan_city_request_threshold,
-                              photo_folder=folder, sights=source.sights if source else None)
+        result = request_city(
+            session,
+            city=city,
+            force=force,
+            threshold=settings.sightscan_city_request_threshold,
+            photo_folder=folder,
+            sights=source.sights if source else None,
+        )
     job_id = None
     if result.crawl_started or force:
         job_id = scheduler.submit("crawl", result.city)
-    return {"city": result.city, "requests": result.count,
-            "crawl_started": result.crawl_started or job_id is not None, "job_id": job_id}
+    return {
+        "city": result.city,
+        "requests": result.count,
+        "crawl_started": result.crawl_started or job_id is not None,
+        "job_id": job_id,
+    }
 
 
-@router.post("/{city}/image", status_code=201, response_model=ImageUploadOut,
-             dependencies=[RateLimited], openapi_extra=UPLOAD_FORM,
-             responses=ERRORS | {200: {"model": ImageUploadOut, "description": "duplicate"},
-                                 413: {"model": ErrorOut}})
+@router.post(
+    "/{city}/image",
+    status_code=201,
+    response_model=ImageUploadOut,
+    dependencies=[RateLimited],
+    openapi_extra=UPLOAD_FORM,
+    responses=ERRORS
+    | {200: {"model": ImageUploadOut, "description": "duplicate"}, 413: {"model": ErrorOut}},
+)
 async def upload_image(
-    city: CityDep, request: Request, response: Response, warehouse: WarehouseDep,
+    city: CityDep,
+    request: Request,
+    response: Response,
+    warehouse: WarehouseDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
     """Store a user photo (field `image`) with optional seed labels for training."""
@@ -125,13 +167,21 @@ async def upload_image(
     return {"image_id": added[0], "city": city, "duplicate": not added[1]}
 
 
-def _store_upload(warehouse: Warehouse, max_pixels: int, city: str, data: bytes,
-                  labels: list[Label], sight: str | None) -> tuple[int, bool]:
+def _store_upload(
+    warehouse: Warehouse,
+    max_pixels: int,
+    city: str,
+    data: bytes,
+    labels: list[Label],
+    sight: str | None,
+) -> tuple[int, bool]:
     with warehouse.transaction() as session:
         added = add_image(
-            session, warehouse.blobs,
-            NewImage(data=data, city=city, sight=sight, origin="user", labels=labels,
-                     label_source="user"),
+            session,
+            warehouse.blobs,
+            NewImage(
+                data=data, city=city, sight=sight, origin="user", labels=labels, label_source="user"
+            ),
             max_pixels=max_pixels,
         )
     return added.image_id, added.created

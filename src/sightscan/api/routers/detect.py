@@ -20,9 +20,17 @@ from sightscan.warehouse.marts import current_model
 
 router = APIRouter(prefix="/api/cities", tags=["detect"])
 UPLOAD_FORM: dict[str, Any] = {
-    "requestBody": {"content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["image"],
-        "properties": {"image": {"type": "string", "format": "binary"}}}}}}
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                }
+            }
+        }
+    }
 }
 
 
@@ -48,11 +56,15 @@ class DetectorCache:
             return self._detectors[key]
 
 
-@router.post("/{city}/detect", dependencies=[RateLimited], openapi_extra=UPLOAD_FORM,
-             responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut},
-                        413: {"model": ErrorOut}})
-async def detect(city: CityDep, request: Request, warehouse: WarehouseDep,
-                 settings: SettingsDep) -> dict[str, Any]:
+@router.post(
+    "/{city}/detect",
+    dependencies=[RateLimited],
+    openapi_extra=UPLOAD_FORM,
+    responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut}},
+)
+async def detect(
+    city: CityDep, request: Request, warehouse: WarehouseDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Photo (field `image`) in; {"detections": [{"label", "score", "box"}]} out."""
     form = await read_multipart_upload(request, max_file_bytes=settings.sightscan_max_upload_bytes)
     try:
@@ -62,8 +74,11 @@ async def detect(city: CityDep, request: Request, warehouse: WarehouseDep,
         data = await image.read(settings.sightscan_max_upload_bytes + 1)
     finally:
         await form.close()
-    inspect_image(data, max_bytes=settings.sightscan_max_upload_bytes,
-                  max_pixels=settings.sightscan_max_image_pixels)
+    inspect_image(
+        data,
+        max_bytes=settings.sightscan_max_upload_bytes,
+        max_pixels=settings.sightscan_max_image_pixels,
+    )
     cache: DetectorCache = request.app.state.detectors
     detector = await run_in_threadpool(cache.get, warehouse, city)
     detections = await run_in_threadpool(detector.detect, data)

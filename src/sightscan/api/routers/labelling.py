@@ -43,29 +43,44 @@ def labelling_logs(
 
 def _has_images(session: Session, city: str) -> bool:
     city_id = find_city(session, city).id
-    return session.scalar(select(FactSight.image_id).where(FactSight.city_id == city_id).limit(1)) \
+    return (
+        session.scalar(select(FactSight.image_id).where(FactSight.city_id == city_id).limit(1))
         is not None
+    )
 
 
-def _queue_labelling(warehouse: Warehouse, scheduler: Scheduler, city: str,
-                     mode: str) -> dict[str, Any]:
+def _queue_labelling(
+    warehouse: Warehouse, scheduler: Scheduler, city: str, mode: str
+) -> dict[str, Any]:
     with warehouse.transaction() as session:
         if not _has_images(session, city):
             raise NotFoundError(f"no images of {city!r} to label")
     return {"city": city, "mode": mode, "job_id": scheduler.submit("label", city, mode=mode)}
 
 
-@router.post("/{city}", status_code=202, response_model=LabelJobOut,
-             dependencies=[ApiKeyRequired], responses=KEY_ERRORS)
-def label_new_city(city: CityDep, warehouse: WarehouseDep,
-                   scheduler: SchedulerDep) -> dict[str, Any]:
+@router.post(
+    "/{city}",
+    status_code=202,
+    response_model=LabelJobOut,
+    dependencies=[ApiKeyRequired],
+    responses=KEY_ERRORS,
+)
+def label_new_city(
+    city: CityDep, warehouse: WarehouseDep, scheduler: SchedulerDep
+) -> dict[str, Any]:
     """Queue labelling of a new city's images (paid calls capped per city)."""
     return _queue_labelling(warehouse, scheduler, city, "new")
 
 
-@router.post("/{city}/existing", status_code=202, response_model=LabelJobOut,
-             dependencies=[ApiKeyRequired], responses=KEY_ERRORS)
-def label_existing_city(city: CityDep, warehouse: WarehouseDep,
-                        scheduler: SchedulerDep) -> dict[str, Any]:
+@router.post(
+    "/{city}/existing",
+    status_code=202,
+    response_model=LabelJobOut,
+    dependencies=[ApiKeyRequired],
+    responses=KEY_ERRORS,
+)
+def label_existing_city(
+    city: CityDep, warehouse: WarehouseDep, scheduler: SchedulerDep
+) -> dict[str, Any]:
     """Queue labelling of the remaining unlabelled images of a supported city."""
     return _queue_labelling(warehouse, scheduler, city, "existing")

@@ -19,8 +19,10 @@ router = APIRouter(prefix="/api/cities", tags=["models"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}, 400: {"model": ErrorOut}}
 MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}},
-          "description": "The ONNX model; the ETag is its sha256."},
+    200: {
+        "content": {"application/octet-stream": {}},
+        "description": "The ONNX model; the ETag is its sha256.",
+    },
     304: {"description": "Not modified (If-None-Match matched)."},
     **NOT_FOUND,
 }
@@ -39,8 +41,9 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 def content_disposition(filename: str) -> str:
     """An attachment header with an ASCII fallback and the UTF-8 name (RFC 6266)."""
-    fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_"
-                       for ch in filename)
+    fallback = "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in filename
+    )
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
@@ -69,8 +72,7 @@ def download_model(city: CityDep, request: Request, warehouse: WarehouseDep) -> 
     return Response(data, media_type="application/octet-stream", headers=headers)
 
 
-@router.get("/{city}/model/version", response_model=int,
-            responses={400: {"model": ErrorOut}})
+@router.get("/{city}/model/version", response_model=int, responses={400: {"model": ErrorOut}})
 def model_version(city: CityDep, warehouse: WarehouseDep) -> int:
     """The newest model version of the city, -1 when it has none."""
     with warehouse.transaction() as session:
@@ -87,8 +89,12 @@ def model_metadata(city: CityDep, warehouse: WarehouseDep) -> dict[str, Any]:
         if model is None or row is None:
             raise NotFoundError(f"no model for {city!r} yet")
         return {
-            "city": city, "version": row.version, "sha256": row.blob_key,
-            "size_bytes": row.size_bytes, "labelled_images": row.labelled_images,
-            "created_at": row.created_at.isoformat(), "metadata": row.meta or {},
+            "city": city,
+            "version": row.version,
+            "sha256": row.blob_key,
+            "size_bytes": row.size_bytes,
+            "labelled_images": row.labelled_images,
+            "created_at": row.created_at.isoformat(),
+            "metadata": row.meta or {},
             "metrics": row.metrics or {},
         }
