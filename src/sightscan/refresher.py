@@ -95,7 +95,7 @@ class Refresher:
         while not stop.is_set():
             try:
                 done = self.run_once()
-                if done:
+                if any(done.values()):
                     log.info("refresher: %s", done)
             except Exception:
                 log.exception("refresher pass failed; retrying")

@@ -152,11 +152,15 @@ def run_job(queues: Queues, stage: str, job_id: int, *, final_attempt: bool = Tr
         return
     finally:
         stop_beating()
+    follow_up = counts.pop("next_stage", None)
+    follow_up_options = counts.pop("next_options", {})
     with warehouse.transaction() as session:
-        job_store.finish_job(session, job_id, counts=counts)
-    follow_up = counts.get("next_stage")
+        finished = job_store.finish_job(session, job_id, counts=counts, attempt=job.attempts)
+    if not finished:  # queued again meanwhile (missed heartbeats): the newer attempt decides
+        log.warning("job %s was taken over by a newer attempt; not queueing a follow-up", job_id)
+        return
     if follow_up:
-        HueyScheduler(queues).submit(follow_up, job.city, **counts.get("next_options", {}))
+        HueyScheduler(queues).submit(follow_up, job.city, **follow_up_options)
 
 
 def _heartbeat(warehouse: Warehouse, job_id: int) -> Heartbeat:

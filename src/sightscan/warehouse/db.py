@@ -7,13 +7,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from sightscan.errors import ConfigurationError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x5167_5CA1  # any constant shared by every SightScan process
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -47,7 +48,9 @@ def make_engine(url: URL | str) -> Engine:
         return engine
     if engine_url.get_backend_name() == "postgresql":
         try:
-            return create_engine(engine_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            # No pre-ping: it costs a round trip per checkout; a dropped connection fails one
+            # statement, invalidates the pool, and the queue retries (OperationalError).
+            return create_engine(engine_url, pool_recycle=1800, pool_size=5, max_overflow=10)
         except ImportError:
             raise ConfigurationError(
                 "PGHOST: PostgreSQL needs a driver: pip install 'sightscan[postgres]'"
@@ -75,5 +78,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Processes started together (API, workers, refresher) migrate one at a time;
+            # the lock is released when this transaction (with its DDL) commits.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

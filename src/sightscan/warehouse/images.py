@@ -1,9 +1,9 @@
 """Images and labels: add (deduplicated), label, look up.
 
 Service functions take a Session and do not commit: the caller owns the transaction, so a
-batch either lands whole or not at all. Image bytes go to the blob store first; a blob
-without a row is harmless (content-addressed, re-used on retry), a row without a blob
-cannot happen.
+batch either lands whole or not at all. Image bytes are written to the blob store before
+the caller commits: a committed row always has its blob; a blob left by a rolled-back
+transaction is harmless (content-addressed, re-used on retry).
 """
 
 from __future__ import annotations
@@ -155,49 +155,41 @@ def add_images(
         return []
     if durable is None:
         durable = any(item.origin == "user" for item in items)
-    existing = _existing_ids(
-        session, [info.sha256 for info in infos], [i.source_url for i in items if i.source_url]
-    )
-    # Classify: already stored, a duplicate of an earlier item of this batch, or new.
-    known: list[int | None] = []
+    # Within the batch: the first item of each content hash / source URL is a candidate.
+    first_of: dict[str, int] = {}
+    candidates: list[int] = []
     duplicate_of: dict[int, int] = {}
-    pending: dict[str, int] = {}
-    new_positions: list[int] = []
     for position, (item, info) in enumerate(zip(items, infos, strict=True)):
-        url_key = f"url:{item.source_url}" if item.source_url else None
-        stored = existing.get(f"sha:{info.sha256}") or (existing.get(url_key) if url_key else None)
-        known.append(stored)
-        if stored is not None:
-            continue
-        earlier = pending.get(f"sha:{info.sha256}")
-        if earlier is None and url_key:
-            earlier = pending.get(url_key)
+        keys = [f"sha:{info.sha256}"] + ([f"url:{item.source_url}"] if item.source_url else [])
+        earlier = next((first_of[k] for k in keys if k in first_of), None)
         if earlier is not None:
             duplicate_of[position] = earlier
             continue
-        pending[f"sha:{info.sha256}"] = position
-        if url_key:
-            pending[url_key] = position
-        new_positions.append(position)
-
-    inserted: dict[str, int] = {}
-    if new_positions:
-        inserted = _insert_new(
-            session, store, [(items[p], infos[p]) for p in new_positions], durable
-        )
+        first_of.update((k, position) for k in keys)
+        candidates.append(position)
+    # Insert the candidates straight away (ON CONFLICT DO NOTHING): what already exists is
+    # simply not inserted, and only those few are looked up afterwards. New images, the
+    # common case, cost no lookup round trip.
+    inserted = _insert_new(session, store, [(items[p], infos[p]) for p in candidates], durable)
+    missing = [p for p in candidates if infos[p].sha256 not in inserted]
+    existing = _existing_ids(
+        session,
+        [infos[p].sha256 for p in missing],
+        [u for p in missing if (u := items[p].source_url)],
+    )
     results: list[AddedImage] = []
     for position, (item, info) in enumerate(zip(items, infos, strict=True)):
-        stored = known[position]
-        if stored is not None:
-            results.append(AddedImage(stored, False))
-        elif position in duplicate_of:
+        if position in duplicate_of:
             results.append(AddedImage(results[duplicate_of[position]].image_id, False))
         elif info.sha256 in inserted:
             results.append(AddedImage(inserted[info.sha256], True))
-        else:  # a concurrent writer stored it first
-            urls = [item.source_url] if item.source_url else []
-            raced = _existing_ids(session, [info.sha256], urls)
-            results.append(AddedImage(next(iter(raced.values())), False))
+        else:
+            found = existing.get(f"sha:{info.sha256}")
+            if found is None and item.source_url:
+                found = existing.get(f"url:{item.source_url}")
+            if found is None:  # cannot happen: the insert conflicted with a stored row
+                raise NotFoundError(f"image {info.sha256[:12]} was neither stored nor found")
+            results.append(AddedImage(found, False))
     return results
 
 
@@ -213,10 +205,23 @@ def _insert_new(
     ids = {
         city: _city_and_sight_ids(session, city, names) for city, names in sights_by_city.items()
     }
-    for item, _ in new:  # blobs first: a row never exists without its bytes
-        store.put(item.data)
     if session.get_bind().dialect.name == "postgresql":
-        return _insert_new_postgresql(session, new, ids, durable)
+        inserted = _insert_new_postgresql(session, new, ids, durable)
+    else:
+        inserted = _insert_new_sqlite(session, new, ids)
+    # Bytes of the rows just inserted, before the caller commits: no committed row is ever
+    # without its blob, and a duplicate (by URL, with other bytes) leaves no orphan blob.
+    for item, info in new:
+        if info.sha256 in inserted:
+            store.put(item.data)
+    return inserted
+
+
+def _insert_new_sqlite(
+    session: Session,
+    new: list[tuple[NewImage, ImageInfo]],
+    ids: dict[str, tuple[int, dict[str, int]]],
+) -> dict[str, int]:
     inserted: dict[str, int] = {}
     for start in range(0, len(new), IMAGE_ROWS_PER_STATEMENT):
         rows = session.execute(

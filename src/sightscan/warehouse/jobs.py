@@ -146,9 +146,24 @@ def get_job(session: Session, job_id: int) -> JobView:
     return _view(row[0], row[1])
 
 
-def finish_job(session: Session, job_id: int, *, counts: dict[str, Any] | None = None) -> None:
-    """Mark a job done with its counts."""
-    _update(session, job_id, state="done", finished_at=utcnow(), counts=counts or {})
+def finish_job(
+    session: Session,
+    job_id: int,
+    *,
+    counts: dict[str, Any] | None = None,
+    attempt: int | None = None,
+) -> bool:
+    """Mark a job done with its counts; with `attempt`, only if that attempt still runs it."""
+    condition = Job.id == job_id
+    if attempt is not None:
+        condition &= (Job.state == "running") & (Job.attempts == attempt)
+    result = session.execute(
+        update(Job)
+        .where(condition)
+        .values(state="done", finished_at=utcnow(), counts=counts or {}, reason=None)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) == 1
 
 
 def fail_job(
