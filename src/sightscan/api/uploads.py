@@ -7,6 +7,8 @@ so an oversized upload never fills memory or disk.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import HTTPException, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -70,3 +72,32 @@ async def read_multipart_upload(request: Request, *, max_file_bytes: int) -> For
             await form.close()
             raise _too_large(max_file_bytes)
     return form
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoUpload:
+    """The photo of a multipart upload (field `image`) and its text fields."""
+
+    data: bytes
+    filename: str | None
+    fields: dict[str, str]
+
+
+async def read_photo_upload(request: Request, *, max_file_bytes: int) -> PhotoUpload:
+    """Read the file field `image` and the text fields of a photo upload."""
+    form = await read_multipart_upload(request, max_file_bytes=max_file_bytes)
+    try:
+        image = form.get("image")
+        if not isinstance(image, UploadFile):
+            raise InvalidInputError("expected the photo in the multipart file field `image`")
+        data = await image.read(max_file_bytes + 1)
+        fields: dict[str, str] = {}
+        for name, value in form.multi_items():
+            if name == "image":
+                continue
+            if isinstance(value, UploadFile):
+                raise InvalidInputError(f"expected `{name}` as a text field, got a file")
+            fields[name] = value
+        return PhotoUpload(data, image.filename, fields)
+    finally:
+        await form.close()

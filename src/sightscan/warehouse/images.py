@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, false, insert, or_, select, text
+from sqlalchemy import Select, Table, delete, false, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from sightscan.cities import normalise_city
@@ -468,13 +468,9 @@ class StoredImage:
     height: int
 
 
-def unlabelled_images(session: Session, *, city_id: int, limit: int) -> list[StoredImage]:
-    """Images of a city without any label, oldest first."""
-    labelled = select(LabelRow.image_id).where(LabelRow.image_id == FactSight.image_id)
-    given_up = select(LabellingLog.image_id).where(
-        LabellingLog.image_id == FactSight.image_id, LabellingLog.outcome == "unlabellable"
-    )
-    rows = session.execute(
+def image_facts() -> Select[int, int, str, str, int, int, datetime]:
+    """Select image id, city id, sight name, blob key, width, height, arrival time."""
+    return (
         select(
             FactSight.image_id,
             FactSight.city_id,
@@ -482,14 +478,26 @@ def unlabelled_images(session: Session, *, city_id: int, limit: int) -> list[Sto
             ImageRow.blob_key,
             FactSight.width,
             FactSight.height,
+            FactSight.created_at,
         )
         .join(ImageRow, ImageRow.id == FactSight.image_id)
         .outerjoin(Sight, Sight.id == FactSight.sight_id)
+    )
+
+
+def unlabelled_images(session: Session, *, city_id: int, limit: int) -> list[StoredImage]:
+    """Images of a city without any label, oldest first."""
+    labelled = select(LabelRow.image_id).where(LabelRow.image_id == FactSight.image_id)
+    given_up = select(LabellingLog.image_id).where(
+        LabellingLog.image_id == FactSight.image_id, LabellingLog.outcome == "unlabellable"
+    )
+    rows = session.execute(
+        image_facts()
         .where(FactSight.city_id == city_id, ~labelled.exists(), ~given_up.exists())
         .order_by(FactSight.image_id)
         .limit(limit)
     ).all()
-    return [StoredImage(*row) for row in rows]
+    return [StoredImage(r.image_id, r.city_id, r.name, r.blob_key, r.width, r.height) for r in rows]
 
 
 def _box_of(row: LabelRow) -> Box | None:

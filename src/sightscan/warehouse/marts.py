@@ -27,17 +27,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from sightscan.warehouse._sql import upsert_insert
+from sightscan.warehouse.images import image_facts
 from sightscan.warehouse.models import (
     Base,
     City,
     FactSight,
-    ImageRow,
     LabelRow,
     LoadChange,
     MartCityModel,
     MartTrainingImage,
     ModelRow,
-    Sight,
     utcnow,
 )
 
@@ -74,18 +73,7 @@ def _pending(session: Session, limit: int) -> list[tuple[int, str, int, int | No
 
 def _refresh_images(session: Session, image_ids: list[int]) -> int:
     rows = session.execute(
-        select(
-            FactSight.image_id,
-            FactSight.city_id,
-            Sight.name,
-            ImageRow.blob_key,
-            FactSight.width,
-            FactSight.height,
-            FactSight.created_at,
-        )
-        .join(ImageRow, ImageRow.id == FactSight.image_id)
-        .outerjoin(Sight, Sight.id == FactSight.sight_id)
-        .where(_among(session, FactSight.image_id, image_ids))
+        image_facts().where(_among(session, FactSight.image_id, image_ids))
     ).all()
     labels: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for label in session.execute(

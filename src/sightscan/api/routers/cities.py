@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from sightscan.api.deps import (
     CityDep,
@@ -26,7 +25,7 @@ from sightscan.api.schemas import (
     ImageUploadOut,
     parse_seed_labels,
 )
-from sightscan.api.uploads import read_multipart_upload
+from sightscan.api.uploads import read_photo_upload
 from sightscan.detections import Label
 from sightscan.errors import InvalidInputError
 from sightscan.warehouse import Warehouse
@@ -145,19 +144,10 @@ async def upload_image(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     """Store a user photo (field `image`) with optional seed labels for training."""
-    form = await read_multipart_upload(request, max_file_bytes=settings.sightscan_max_upload_bytes)
-    try:
-        image = form.get("image")
-        if not isinstance(image, UploadFile):
-            raise InvalidInputError("expected the photo in the multipart file field `image`")
-        data = await image.read(settings.sightscan_max_upload_bytes + 1)
-        labels_field = form.get("labels")
-        sight_field = form.get("sight")
-    finally:
-        await form.close()
-    if isinstance(labels_field, UploadFile) or isinstance(sight_field, UploadFile):
-        raise InvalidInputError("expected `labels` and `sight` as text fields, got files")
-    labels = parse_seed_labels(labels_field)
+    upload = await read_photo_upload(request, max_file_bytes=settings.sightscan_max_upload_bytes)
+    data = upload.data
+    labels = parse_seed_labels(upload.fields.get("labels"))
+    sight_field = upload.fields.get("sight")
     sight = " ".join(sight_field.split())[:200] if sight_field else None
     added = await run_in_threadpool(
         _store_upload, warehouse, settings.sightscan_max_image_pixels, city, data, labels, sight

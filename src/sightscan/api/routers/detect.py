@@ -7,12 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from sightscan.api.deps import CityDep, RateLimited, SettingsDep, WarehouseDep
 from sightscan.api.schemas import ErrorOut
-from sightscan.api.uploads import read_multipart_upload
-from sightscan.errors import InvalidInputError, NotFoundError
+from sightscan.api.uploads import read_photo_upload
+from sightscan.errors import NotFoundError
 from sightscan.images import inspect_image
 from sightscan.inference import Detector
 from sightscan.warehouse import Warehouse
@@ -66,14 +65,8 @@ async def detect(
     city: CityDep, request: Request, warehouse: WarehouseDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Photo (field `image`) in; {"detections": [{"label", "score", "box"}]} out."""
-    form = await read_multipart_upload(request, max_file_bytes=settings.sightscan_max_upload_bytes)
-    try:
-        image = form.get("image")
-        if not isinstance(image, UploadFile):
-            raise InvalidInputError("expected the photo in the multipart file field `image`")
-        data = await image.read(settings.sightscan_max_upload_bytes + 1)
-    finally:
-        await form.close()
+    upload = await read_photo_upload(request, max_file_bytes=settings.sightscan_max_upload_bytes)
+    data = upload.data
     inspect_image(
         data,
         max_bytes=settings.sightscan_max_upload_bytes,
@@ -82,4 +75,4 @@ async def detect(
     cache: DetectorCache = request.app.state.detectors
     detector = await run_in_threadpool(cache.get, warehouse, city)
     detections = await run_in_threadpool(detector.detect, data)
-    return {"image": image.filename, "detections": [d.as_dict() for d in detections]}
+    return {"image": upload.filename, "detections": [d.as_dict() for d in detections]}
