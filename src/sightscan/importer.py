@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sightscan.cities import normalise_city
 from sightscan.datasets import DatasetItem, read_dataset
 from sightscan.errors import InvalidImageError
-from sightscan.images import inspect_image
+from sightscan.images import ImageInfo, inspect_image
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.images import NewImage, add_images
 from sightscan.warehouse.marts import refresh_marts
@@ -29,7 +29,7 @@ class ImportReport:
     labels: int
 
 
-def _to_new_image(item: DatasetItem, data: bytes, city: str) -> NewImage:
+def _to_new_image(item: DatasetItem, data: bytes, city: str, info: ImageInfo) -> NewImage:
     return NewImage(
         data=data,
         city=city,
@@ -38,6 +38,7 @@ def _to_new_image(item: DatasetItem, data: bytes, city: str) -> NewImage:
         origin="import",
         labels=tuple(item.labels),
         label_source="import",
+        info=info,
     )
 
 
@@ -62,11 +63,11 @@ def import_dataset(
             for item in items[start : start + BATCH]:
                 data = item.path.read_bytes()
                 try:
-                    inspect_image(data, max_pixels=max_pixels)
+                    info = inspect_image(data, max_pixels=max_pixels)
                 except InvalidImageError:
                     skipped += 1
                     continue
-                batch.append(_to_new_image(item, data, city))
+                batch.append(_to_new_image(item, data, city, info))
             with warehouse.transaction() as session:
                 results = add_images(session, warehouse.blobs, batch, max_pixels=max_pixels)
             for new, result in zip(batch, results, strict=True):

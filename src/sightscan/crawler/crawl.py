@@ -138,7 +138,7 @@ def _fetch_and_check(
         log.info("download of a %s photo failed: %s", sight.name, exc)
         return _Outcome(None, "download_failed")
     try:
-        inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+        info = inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     except InvalidImageError:
         return _Outcome(None, "invalid_image")
     return _Outcome(
@@ -150,6 +150,7 @@ def _fetch_and_check(
             candidate.page_url,
             candidate.licence,
             candidate.author,
+            info,
         )
     )
 

@@ -34,6 +34,7 @@ def warehouse_sink(warehouse: Warehouse) -> Callable[[CrawledPhoto], bool]:
                     author=photo.author,
                     page_url=photo.page_url,
                     origin="crawler",
+                    info=photo.info,
                 ),
                 max_pixels=warehouse.settings.sightscan_max_image_pixels,
             ).created

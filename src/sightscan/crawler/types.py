@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from sightscan.images import ImageInfo
+
 DEFAULT_MAX_PHOTO_BYTES = 20 * 1024 * 1024
 
 
@@ -47,6 +49,7 @@ class CrawledPhoto:
     page_url: str | None
     licence: str | None
     author: str | None
+    info: ImageInfo | None = None  # the decode check's result, so storing need not decode again
 
 
 class SightDiscovery(Protocol):

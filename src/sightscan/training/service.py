@@ -49,14 +49,20 @@ class TrainResult:
         """The metrics of the new model (and the current one) as a rich table."""
         table = Table("metric", "new model", "current model")
         prev = self.previous_metrics
-        rows = [("mAP@0.5", "map50"), ("mAP@0.5:0.95", "map50_95"), ("top-1 accuracy", "top1_accuracy"),
-                ("negatives without detection", "negatives_clean_rate")]
+        rows = [
+            ("mAP@0.5", "map50"),
+            ("mAP@0.5:0.95", "map50_95"),
+            ("top-1 accuracy", "top1_accuracy"),
+            ("negatives without detection", "negatives_clean_rate"),
+        ]
         for title, attr in rows:
             new_value = getattr(self.metrics, attr)
             old_value = getattr(prev, attr) if prev else None
             table.add_row(title, _fmt(new_value), _fmt(old_value))
         for name, ap in sorted(self.metrics.per_class_ap50.items()):
-            table.add_row(f"AP@0.5 {name}", _fmt(ap), _fmt(prev.per_class_ap50.get(name) if prev else None))
+            table.add_row(
+                f"AP@0.5 {name}", _fmt(ap), _fmt(prev.per_class_ap50.get(name) if prev else None)
+            )
         return table
 
     def summary(self) -> str:
@@ -68,20 +74,31 @@ class TrainResult:
 
     def as_counts(self) -> dict[str, Any]:
         """JSON-ready counts for the job record."""
-        return {**self.counts, "published": self.published, "version": self.version,
-                "map50": round(self.metrics.map50, 4), "map50_95": round(self.metrics.map50_95, 4),
-                "reason": self.reason or None}
+        return {
+            **self.counts,
+            "published": self.published,
+            "version": self.version,
+            "map50": round(self.metrics.map50, 4),
+            "map50_95": round(self.metrics.map50_95, 4),
+            "reason": self.reason or None,
+        }
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _as_training_image(row: MartTrainingImage, load: Callable[[str], bytes], *,
-                       negative: bool = False) -> TrainingImage:
-    labels = [] if negative else [
-        Label(label["name"], Box(*label["box"]) if label.get("box") else None) for label in row.labels
-    ]
+def _as_training_image(
+    row: MartTrainingImage, load: Callable[[str], bytes], *, negative: bool = False
+) -> TrainingImage:
+    labels = (
+        []
+        if negative
+        else [
+            Label(label["name"], Box(*label["box"]) if label.get("box") else None)
+            for label in row.labels
+        ]
+    )
     return TrainingImage(key=str(row.image_id), load=partial(load, row.blob_key), labels=labels)
 
 
@@ -100,13 +117,20 @@ def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingIma
 def train_config(warehouse: Warehouse, city: str) -> TrainConfig:
     """The training configuration from the settings (MTS_EPOCHS, IS_MTS_GPU_ENABLED)."""
     settings = warehouse.settings
-    return TrainConfig(epochs=settings.mts_epochs,
-                       device="cuda" if settings.is_mts_gpu_enabled else "cpu",
-                       threads=max(1, os.cpu_count() or 1))
+    return TrainConfig(
+        epochs=settings.mts_epochs,
+        device="cuda" if settings.is_mts_gpu_enabled else "cpu",
+        threads=max(1, os.cpu_count() or 1),
+    )
 
 
-def train_city(warehouse: Warehouse, city: str, *, progress: bool = False,
-               on_progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
+def train_city(
+    warehouse: Warehouse,
+    city: str,
+    *,
+    progress: bool = False,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+) -> TrainResult:
     """Train a city's next model and publish it when it is not worse than the current one."""
     settings = warehouse.settings
     with warehouse.transaction() as session:
@@ -115,8 +139,9 @@ def train_city(warehouse: Warehouse, city: str, *, progress: bool = False,
         city_name, city_id = city_row.name, city_row.id
     started = time.monotonic()
     images = load_training_images(warehouse, city_id)
-    training_set = assemble_training_set(images, city=city_name,
-                                         min_images_per_label=settings.min_image_number_per_label)
+    training_set = assemble_training_set(
+        images, city=city_name, min_images_per_label=settings.min_image_number_per_label
+    )
     config = train_config(warehouse, city_name)
     if progress and on_progress is None:
         with console_progress(f"training {city_name}") as bar:
@@ -124,27 +149,42 @@ def train_city(warehouse: Warehouse, city: str, *, progress: bool = False,
     else:
         trained = train_detector(training_set, config, on_progress, city=city_name)
     counts: dict[str, Any] = {
-        "classes": len(training_set.class_names), "train_images": len(training_set.train),
-        "val_images": len(training_set.val), "dropped_classes": len(training_set.dropped_classes),
+        "classes": len(training_set.class_names),
+        "train_images": len(training_set.train),
+        "val_images": len(training_set.val),
+        "dropped_classes": len(training_set.dropped_classes),
         "corrupt_images": len(training_set.corrupt_images),
         "seconds": round(time.monotonic() - started, 1),
     }
     previous = _evaluate_current(warehouse, city_name, training_set)
     tolerance = settings.sightscan_quality_tolerance
     if previous is not None and not is_not_worse(trained.metrics, previous, tolerance):
-        reason = (f"new mAP@0.5:0.95 {trained.metrics.map50_95:.3f} is worse than the current "
-                  f"model's {previous.map50_95:.3f} on the same validation photos")
+        reason = (
+            f"new mAP@0.5:0.95 {trained.metrics.map50_95:.3f} is worse than the current "
+            f"model's {previous.map50_95:.3f} on the same validation photos"
+        )
         return TrainResult(city_name, False, None, trained.metrics, previous, counts, reason)
     labelled = sum(1 for image in images if image.labels)
     with warehouse.transaction() as session:
         latest = latest_model_version(session, city_id=city_id)
         version = (latest.version if latest else 0) + 1
         report_key = warehouse.blobs.put(trained.report_png) if trained.report_png else None
-        metadata = {**trained.metadata, "version": version, "city": city_name,
-                    "report_blob": report_key, "training": counts}
+        metadata = {
+            **trained.metadata,
+            "version": version,
+            "city": city_name,
+            "report_blob": report_key,
+            "training": counts,
+        }
         published = add_model_version(
-            session, warehouse.blobs, city=city_name, model_bytes=set_metadata(trained.onnx, metadata),
-            metadata=metadata, metrics=trained.metrics.as_dict(), labelled_images=labelled)
+            session,
+            warehouse.blobs,
+            city=city_name,
+            model_bytes=set_metadata(trained.onnx, metadata),
+            metadata=metadata,
+            metrics=trained.metrics.as_dict(),
+            labelled_images=labelled,
+        )
         refresh_marts(session)
     return TrainResult(city_name, True, published.version, trained.metrics, previous, counts)
 
@@ -163,11 +203,17 @@ def _evaluate_current(warehouse: Warehouse, city: str, training_set: Any) -> Met
     except ModelFormatError:
         log.warning("the current model of %s cannot be loaded; treating it as absent", city)
         return None
-    return evaluate(detector, [sample.source for sample in training_set.val], training_set.class_names)
+    return evaluate(
+        detector, [sample.source for sample in training_set.val], training_set.class_names
+    )
 
 
-def run_train_stage(warehouse: Warehouse, city: str, options: dict[str, Any],
-                    beat: Callable[[dict[str, Any] | None], None]) -> dict[str, Any]:
+def run_train_stage(
+    warehouse: Warehouse,
+    city: str,
+    options: dict[str, Any],
+    beat: Callable[[dict[str, Any] | None], None],
+) -> dict[str, Any]:
     """The queue task's body: train with progress reported as the job's counts."""
     last = [0.0]
 

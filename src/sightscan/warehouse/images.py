@@ -8,10 +8,12 @@ transaction is harmless (content-addressed, re-used on retry).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, Table, delete, false, insert, or_, select, text
 from sqlalchemy.orm import Session
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 from sightscan.cities import normalise_city
 from sightscan.detections import Box, Label
 from sightscan.errors import InvalidInputError, NotFoundError
-from sightscan.images import DEFAULT_MAX_PIXELS, ImageInfo, inspect_image
+from sightscan.images import DEFAULT_MAX_PIXELS, ImageInfo, inspect_image, sha256_hex
 from sightscan.storage import BlobStore
 from sightscan.warehouse._sql import upsert_insert
 from sightscan.warehouse.cities import get_or_create_city
@@ -54,6 +56,9 @@ class NewImage:
     origin: str = "import"
     labels: Sequence[Label] = field(default_factory=tuple)
     label_source: str = "import"
+    # The result of images.inspect_image on exactly these bytes, when the caller has just
+    # checked them (crawler, importer): the warehouse then skips decoding them again.
+    info: ImageInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,19 @@ def _existing_ids(session: Session, shas: list[str], urls: list[str]) -> dict[st
     return found
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+PARALLEL_FROM = 8  # items; below this a thread pool costs more than it saves
+
+
+def _in_parallel(func: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """Map in threads for batches: image decoding and file writes release the GIL."""
+    if len(items) < PARALLEL_FROM:
+        return [func(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
+        return list(pool.map(func, items))
+
+
 def _validate(item: NewImage, max_pixels: int) -> ImageInfo:
     if item.origin not in ORIGINS:
         raise InvalidInputError(f"expected origin in {sorted(ORIGINS)}, got {item.origin!r}")
@@ -131,6 +149,9 @@ def _validate(item: NewImage, max_pixels: int) -> ImageInfo:
         )
     if item.source_url is not None and len(item.source_url) > 2000:
         raise InvalidInputError("expected a source URL of at most 2000 characters")
+    if item.info is not None and item.info.sha256 == sha256_hex(item.data):
+        if item.info.width * item.info.height <= max_pixels:
+            return item.info
     return inspect_image(item.data, max_pixels=max_pixels)
 
 
@@ -150,7 +171,7 @@ def add_images(
     (re-fetchable data: a server crash may lose the last few hundred milliseconds of them,
     never consistency); user uploads, or `durable=True`, always wait for the WAL flush.
     """
-    infos = [_validate(item, max_pixels) for item in items]
+    infos = _in_parallel(lambda item: _validate(item, max_pixels), items)
     if not items:
         return []
     if durable is None:
@@ -211,9 +232,7 @@ def _insert_new(
         inserted = _insert_new_sqlite(session, new, ids)
     # Bytes of the rows just inserted, before the caller commits: no committed row is ever
     # without its blob, and a duplicate (by URL, with other bytes) leaves no orphan blob.
-    for item, info in new:
-        if info.sha256 in inserted:
-            store.put(item.data)
+    _in_parallel(store.put, [item.data for item, info in new if info.sha256 in inserted])
     return inserted
 
 
