@@ -263,3 +263,26 @@ def test_parallel_writers_of_the_same_image_store_it_once(warehouse: Warehouse, 
     assert row_count(warehouse, ImageRow) == 1
     assert row_count(warehouse, FactSight) == 1
     assert row_count(warehouse, LoadChange) == 1
+
+
+def test_a_check_result_for_other_bytes_is_not_trusted(warehouse: Warehouse, make_jpeg) -> None:
+    from sightscan.images import inspect_image
+
+    info_of_a_real_photo = inspect_image(make_jpeg(1))
+    with pytest.raises(InvalidImageError), warehouse.transaction() as session:
+        add_image(session, warehouse.blobs,
+                  NewImage(b"GIF89a not really", "Rome", info=info_of_a_real_photo))
+    with warehouse.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(ImageRow)) == 0
+
+
+def test_a_batch_large_enough_for_threads_keeps_order_and_dedupes(
+    warehouse: Warehouse, make_jpeg
+) -> None:
+    photos = [make_jpeg(seed) for seed in range(20)]
+    items = [NewImage(data, "Rome", f"Sight {i % 3}") for i, data in enumerate(photos + photos[:5])]
+    with warehouse.transaction() as session:
+        results = add_images(session, warehouse.blobs, items)
+    assert [r.created for r in results] == [True] * 20 + [False] * 5
+    assert [r.image_id for r in results[20:]] == [r.image_id for r in results[:5]]
+    assert all(warehouse.blobs.get(warehouse.blobs.put(p)) == p for p in photos)
