@@ -101,6 +101,9 @@ class SightNet(nn.Module):
         super().__init__()
         if image_size % 32:
             raise TrainingError(f"expected an image size divisible by 32, got {image_size}")
+        if not 0 <= frozen_blocks <= _C4_BLOCK + 1:
+            raise TrainingError(f"expected 0 <= frozen_blocks <= {_C4_BLOCK + 1}, "
+                                f"got {frozen_blocks}")
         net = load_backbone(image_size, pretrained)
         self.num_classes = num_classes
         self.image_size = image_size
@@ -139,17 +142,27 @@ class SightNet(nn.Module):
         """Float NCHW pixels in 0..255 -> the backbone's input scale."""
         return (pixels - self.mean) / self.std
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float NCHW 0..255 -> (class logits [B,C,H,W], log box distances [B,4,H,W])."""
+    def frozen_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Float NCHW 0..255 -> the output of the frozen stem and blocks (no trainable weight)."""
         x = self.stem(self.normalise(pixels))
-        c4 = x
-        for index, block in enumerate(self.blocks):
+        for block in self.blocks[: self.frozen_blocks]:
             x = block(x)
+        return x
+
+    def forward_from_frozen(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trainable rest of the network, from `frozen_features` output to the raw maps."""
+        c4 = x
+        for index in range(self.frozen_blocks, len(self.blocks)):
+            x = self.blocks[index](x)
             if index == _C4_BLOCK:
                 c4 = x
         p = self.lat4(c4) + F.interpolate(self.lat5(x), size=c4.shape[-2:], mode="nearest")
         p = self.fuse(p)
         return self.cls_out(self.cls_tower(p)), self.reg_out(self.reg_tower(p))
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float NCHW 0..255 -> (class logits [B,C,H,W], log box distances [B,4,H,W])."""
+        return self.forward_from_frozen(self.frozen_features(pixels))
 
 
 def grid_centres(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:

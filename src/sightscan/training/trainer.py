@@ -52,6 +52,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 2
     frozen_blocks: int = 5
+    low_res_fraction: float = 0.5
     backbone_lr_factor: float = 0.25
     weight_decay: float = 5e-4
     ema_decay: float = 0.995
@@ -65,6 +66,9 @@ class TrainConfig:
         if self.image_size < 64 or self.image_size % 32:
             raise TrainingError(
                 f"expected an image size >= 64 divisible by 32, got {self.image_size}")
+        if not 0.0 <= self.low_res_fraction < 1.0:
+            raise TrainingError(
+                f"expected 0 <= low_res_fraction < 1, got {self.low_res_fraction}")
         if self.device not in {"cpu", "cuda"}:
             raise TrainingError(f"expected device cpu or cuda, got {self.device!r}")
 
@@ -142,6 +146,68 @@ class _Ema:
                     self.state[k].copy_(v)
 
 
+def _low_res_size(image_size: int) -> int:
+    """The cheaper size of the early epochs: three quarters of the final size, a multiple of 32."""
+    return max(64, int(image_size * 0.75) // 32 * 32)
+
+
+class _FrozenPart:
+    """Runs the frozen stem and blocks, which need no gradient.
+
+    On the CPU they go through onnxruntime (exported once per run): several times less CPU
+    than torch's eager kernels for these memory-bound high-resolution layers, which are
+    most of the forward cost. On CUDA torch runs them under no_grad.
+    """
+
+    def __init__(self, net: SightNet, device: torch.device, threads: int) -> None:
+        self.net = net
+        self.session: Any = None
+        if device.type == "cpu":
+            self.session = _frozen_session(net, threads)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.session is None:
+            with torch.no_grad():
+                return self.net.frozen_features(pixels)
+        array = pixels.detach().contiguous().numpy()
+        out = self.session.run(None, {"pixels": array})[0]
+        return torch.from_numpy(out).contiguous(memory_format=torch.channels_last)
+
+
+class _FrozenGraph(torch.nn.Module):
+    def __init__(self, net: SightNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net.frozen_features(pixels)
+
+
+def _frozen_session(net: SightNet, threads: int) -> Any:
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    graph = _FrozenGraph(net).eval()
+    example = torch.zeros(1, 3, net.image_size, net.image_size)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph, (example,), buffer,  # type: ignore[arg-type]
+            input_names=["pixels"], output_names=["features"],
+            dynamic_axes={"pixels": {0: "batch", 2: "height", 3: "width"},
+                          "features": {0: "batch", 2: "fh", 3: "fw"}},
+            opset_version=17, dynamo=False,
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+
 def _lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -185,6 +251,8 @@ def _fit(training_set: TrainingSet, config: TrainConfig, progress: ProgressCallb
     steps = max(1, len(samples) // config.batch_size)
     total, warmup = steps * config.epochs, min(steps * config.epochs // 5 + 1, 60)
     history: list[dict[str, float]] = []
+    frozen = _FrozenPart(net, device, config.threads)
+    low_res_epochs = int(config.epochs * config.low_res_fraction)
     start_epoch = 1
     if config.checkpoint_path is not None and config.checkpoint_path.is_file():
         start_epoch, history = _resume(config.checkpoint_path, net, optimizer, ema)
@@ -193,6 +261,7 @@ def _fit(training_set: TrainingSet, config: TrainConfig, progress: ProgressCallb
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(len(samples))
         net.train()
+        size = _low_res_size(config.image_size) if epoch <= low_res_epochs else config.image_size
         sums: dict[str, float] = {}
         for step in range(steps):
             global_step = (epoch - 1) * steps + step
@@ -200,11 +269,12 @@ def _fit(training_set: TrainingSet, config: TrainConfig, progress: ProgressCallb
                 group["lr"] = base * _lr_factor(global_step, total, warmup)
             picked = order[step * config.batch_size:(step + 1) * config.batch_size]
             chosen = [samples[i] for i in picked]
-            batch = make_batch(chosen, config.image_size, rng, augment=config.augment)
-            batch.pixels = batch.pixels.to(device).contiguous(memory_format=torch.channels_last)
+            batch = make_batch(chosen, size, rng, augment=config.augment)
+            batch.pixels = batch.pixels.to(device)
             batch.boxes = [b.to(device) for b in batch.boxes]
             batch.labels = [lab.to(device) for lab in batch.labels]
-            logits, log_dist = net(batch.pixels)
+            features = frozen(batch.pixels).contiguous(memory_format=torch.channels_last)
+            logits, log_dist = net.forward_from_frozen(features)
             loss, parts = detection_loss(logits, log_dist, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the training loss diverged at epoch {epoch}, step {step + 1}")

@@ -21,12 +21,13 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from sightscan.warehouse._sql import upsert_insert
+from sightscan.warehouse._sql import rowcount, upsert_insert
 from sightscan.warehouse.images import image_facts
 from sightscan.warehouse.models import (
     Base,
@@ -71,7 +72,38 @@ def _pending(session: Session, limit: int) -> list[tuple[int, str, int, int | No
     return [tuple(row) for row in session.execute(stmt).all()]  # type: ignore[misc]
 
 
+# PostgreSQL rebuilds the touched mart rows in the server: no row travels through Python.
+# Fixed text; the ids are one array parameter. Same JSON shape as the portable path below.
+_PG_REFRESH_IMAGES = text("""
+WITH label_lists AS (
+    SELECT l.image_id,
+           json_agg(json_build_object(
+               'name', l.name, 'source', l.source,
+               'box', CASE WHEN l.ul_x IS NULL THEN NULL
+                           ELSE json_build_array(l.ul_x, l.ul_y, l.lr_x, l.lr_y) END)
+               ORDER BY l.id) AS labels
+    FROM labels l
+    WHERE l.image_id = ANY(CAST(:ids AS bigint[]))
+    GROUP BY l.image_id
+)
+INSERT INTO mart_training_images
+    (image_id, city_id, sight, blob_key, width, height, labels, labelled, created_at)
+SELECT f.image_id, f.city_id, s.name, i.blob_key, f.width, f.height,
+       COALESCE(ll.labels, '[]'::json), ll.labels IS NOT NULL, f.created_at
+FROM fact_sights f
+JOIN dim_image i ON i.id = f.image_id
+LEFT JOIN dim_sight s ON s.id = f.sight_id
+LEFT JOIN label_lists ll ON ll.image_id = f.image_id
+WHERE f.image_id = ANY(CAST(:ids AS bigint[]))
+""")
+
+
 def _refresh_images(session: Session, image_ids: list[int]) -> int:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            delete(MartTrainingImage).where(_among(session, MartTrainingImage.image_id, image_ids))
+        )
+        return rowcount(session.execute(_PG_REFRESH_IMAGES, {"ids": image_ids}))
     rows = session.execute(
         image_facts().where(_among(session, FactSight.image_id, image_ids))
     ).all()
