@@ -26,7 +26,9 @@ USER_AGENT = (
     f"SightScan/{'.'.join(__version__.split('.')[:2])} (+https://github.com/sightscan/sightscan)"
 )
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-SECRET_HEADERS = frozenset({"x-goog-api-key", "authorization", "proxy-authorization", "cookie"})
+SECRET_HEADERS = frozenset(
+    {"x-goog-api-key", "x-api-key", "authorization", "proxy-authorization", "cookie"}
+)
 
 
 def make_client(

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from sightscan.config import Settings
+from sightscan.labelling.remote import labelling_scheduler
 from sightscan.pipeline import Scheduler
 from sightscan.warehouse import Warehouse
-from sightscan.warehouse.marts import CityOverview, city_overview, refresh_marts
+from sightscan.warehouse.marts import CityOverview, city_overview, current_model, refresh_marts
 from sightscan.warehouse.versions import latest_model_version
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,10 @@ class Refresher:
             with self.warehouse.transaction() as session:
                 city = city_to_label(city_overview(session))
             if city is not None:
-                done["label"] = (city, self.scheduler.submit("label", city, mode="auto"))
+                ils = labelling_scheduler(s, self.scheduler)
+                with self.warehouse.transaction() as session:
+                    mode = "existing" if current_model(session, city) else "new"
+                done["label"] = (city, ils.submit("label", city, mode=mode))
         if self.due("train", s.data_mart_enable_model_training_every_seconds, now):
             with self.warehouse.transaction() as session:
                 cities = cities_to_train(session, s)

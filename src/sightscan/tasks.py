@@ -27,6 +27,8 @@ from sqlalchemy.exc import OperationalError
 
 from sightscan.config import Settings, get_settings
 from sightscan.errors import ExternalServiceError, SightScanError
+from sightscan.labelling.remote import labelling_scheduler
+from sightscan.pipeline import Scheduler
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse import jobs as job_store
 from sightscan.warehouse.cities import get_or_create_city
@@ -160,7 +162,10 @@ def run_job(queues: Queues, stage: str, job_id: int, *, final_attempt: bool = Tr
         log.warning("job %s was taken over by a newer attempt; not queueing a follow-up", job_id)
         return
     if follow_up:
-        HueyScheduler(queues).submit(follow_up, job.city, **follow_up_options)
+        scheduler: Scheduler = HueyScheduler(queues)
+        if follow_up == "label":
+            scheduler = labelling_scheduler(queues.settings, scheduler)
+        scheduler.submit(follow_up, job.city, **follow_up_options)
 
 
 def _heartbeat(warehouse: Warehouse, job_id: int) -> Heartbeat:

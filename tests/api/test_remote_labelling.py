@@ -1,0 +1,52 @@
+"""ILS_PUBLIC_ENDPOINT_URL: labelling is queued at a labelling service that runs apart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sightscan.errors import ConfigurationError, ExternalServiceError
+from sightscan.labelling.remote import RemoteLabelling, labelling_scheduler
+from sightscan.warehouse import Warehouse
+from sightscan.warehouse.images import NewImage, add_image
+
+from .conftest import API_KEY
+
+
+def _city_with_a_photo(warehouse: Warehouse, make_image: Callable[..., bytes]) -> None:
+    with warehouse.transaction() as session:
+        add_image(session, warehouse.blobs, NewImage(make_image(3), "Rome", "Colosseum"))
+
+
+def test_labelling_is_queued_at_the_remote_service(
+    client: TestClient, scheduler: Any, warehouse: Warehouse, make_image: Callable[..., bytes]
+) -> None:
+    _city_with_a_photo(warehouse, make_image)
+    remote = RemoteLabelling("http://testserver", API_KEY, client=client, retries=0)
+    job_id = remote.submit("label", "rome", mode="new")
+    assert job_id is not None
+    assert [(stage, city) for stage, city, _ in scheduler.submitted] == [("label", "ROME")]
+    assert remote.submit("label", "Rome", mode="existing") is None  # one job at a time
+
+
+def test_a_wrong_key_fails_without_showing_the_key(
+    client: TestClient, warehouse: Warehouse, make_image: Callable[..., bytes]
+) -> None:
+    _city_with_a_photo(warehouse, make_image)
+    remote = RemoteLabelling("http://testserver", "wrong-key-secret", client=client, retries=0)
+    with pytest.raises(ExternalServiceError) as failure:
+        remote.submit("label", "Rome")
+    assert "403" in str(failure.value) and "wrong-key-secret" not in str(failure.value)
+
+
+def test_the_remote_service_is_used_only_when_configured(make_settings: Any) -> None:
+    local = object()
+    assert labelling_scheduler(make_settings(), local) is local  # type: ignore[arg-type]
+    remote = labelling_scheduler(make_settings(ils_public_endpoint_url="http://ils:8000"), local)  # type: ignore[arg-type]
+    assert isinstance(remote, RemoteLabelling)
+    with pytest.raises(ConfigurationError, match="SIGHTSCAN_API_KEY"):
+        labelling_scheduler(make_settings(ils_public_endpoint_url="http://ils:8000",
+                                          sightscan_api_key=None), local)  # type: ignore[arg-type]
