@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sightscan.crawler.crawl import crawl_city
+from sightscan.crawler.errors import NoSightsFoundError
 from sightscan.crawler.factory import make_discovery, make_photo_source
 from sightscan.crawler.folder import FolderSource
 from sightscan.crawler.types import CrawledPhoto, PhotoSource, SightDiscovery
@@ -54,6 +55,11 @@ def run_crawl_stage(
         request = city_request(session, find_city(session, city).id)
         folder = request.photo_folder if request else None
         sights = request.sights if request else None
+    if not folder and not sights and settings.sightscan_discovery == "static":
+        raise NoSightsFoundError(
+            f"no sights known for {city}: an operator can give sights or a photo folder with "
+            "the request, or set SIGHTSCAN_DISCOVERY=osm or places"
+        )
     with make_client() as client:
         discovery: SightDiscovery
         source: PhotoSource
