@@ -233,7 +233,7 @@ def test_the_first_pass_runs_every_duty(intervals: Warehouse) -> None:
     assert label_city == "TESTVILLE" and label_job is not None
     [(train_city, train_job)] = done["train"]  # type: ignore[misc]
     assert train_city == "TESTVILLE" and train_job is not None
-    assert scheduler.submitted == [("label", "TESTVILLE", {"mode": "auto"}),
+    assert scheduler.submitted == [("label", "TESTVILLE", {"mode": "new"}),
                                    ("train", "TESTVILLE", {})]
 
 

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     sightscan_commons_url: str = "https://commons.wikimedia.org/w/api.php"
     sightscan_places_url: str = "https://places.googleapis.com/v1/places:searchText"
     sightscan_log_level: str = "INFO"
+    sightscan_trainer: str = "efficientnet"  # efficientnet | yolo (extra `yolo`)
+    sightscan_yolo_weights: str = "yolo11n.pt"
 
     @field_validator("database_url")
     @classmethod
@@ -99,6 +101,11 @@ class Settings(BaseSettings):
     @classmethod
     def _known_source(cls, value: str) -> str:
         return _one_of(value, {"folder", "commons"})
+
+    @field_validator("sightscan_trainer")
+    @classmethod
+    def _known_trainer(cls, value: str) -> str:
+        return _one_of(value, {"efficientnet", "yolo"})
 
     @field_validator("sightscan_labeller")
     @classmethod

@@ -16,6 +16,7 @@ from sightscan.api.errors import install_error_handlers
 from sightscan.api.ratelimit import SlidingWindowLimiter
 from sightscan.api.routers import cities, detect, health, jobs, labelling, models
 from sightscan.api.routers.detect import DetectorCache
+from sightscan.api.routers.web import mount_web
 from sightscan.config import Settings, get_settings
 from sightscan.pipeline import Scheduler
 from sightscan.warehouse import Warehouse
@@ -65,4 +66,5 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(detect.router)
     app.include_router(health.router)
+    mount_web(app)  # GET / -> /app/, the offline client page
     return app

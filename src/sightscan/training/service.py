@@ -19,10 +19,11 @@ from typing import Any
 from rich.table import Table
 
 from sightscan.detections import Box, Label
+from sightscan.training.backends import select_trainer
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import set_metadata
-from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress, train_detector
+from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
 from sightscan.warehouse.marts import current_model, negative_images, refresh_marts, training_images
@@ -137,6 +138,9 @@ def train_city(
         refresh_marts(session)
         city_row = find_city(session, city)
         city_name, city_id = city_row.name, city_row.id
+    train = select_trainer(settings.sightscan_trainer)  # fails fast, before loading photos
+    if settings.sightscan_trainer == "yolo":
+        train = partial(train, weights=settings.sightscan_yolo_weights)
     started = time.monotonic()
     images = load_training_images(warehouse, city_id)
     training_set = assemble_training_set(
@@ -145,9 +149,9 @@ def train_city(
     config = train_config(warehouse, city_name)
     if progress and on_progress is None:
         with console_progress(f"training {city_name}") as bar:
-            trained = train_detector(training_set, config, bar, city=city_name)
+            trained = train(training_set, config, bar, city=city_name)
     else:
-        trained = train_detector(training_set, config, on_progress, city=city_name)
+        trained = train(training_set, config, on_progress, city=city_name)
     counts: dict[str, Any] = {
         "classes": len(training_set.class_names),
         "train_images": len(training_set.train),
