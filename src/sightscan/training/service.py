@@ -23,6 +23,7 @@ from sightscan.training.backends import select_trainer
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import set_metadata
+from sightscan.training.negatives import background_crops
 from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
@@ -104,15 +105,17 @@ def _as_training_image(
 
 
 def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingImage]:
-    """The city's labelled photos plus other cities' photos as negatives (no sight of this city)."""
+    """The city's labelled photos plus negatives: other cities' photos, else background crops."""
     with warehouse.transaction() as session:
         rows = training_images(session, city_id=city_id)
         limit = int(len(rows) * NEGATIVES_PER_POSITIVE)
         negatives = negative_images(session, city_id=city_id, limit=limit) if limit else []
     load = warehouse.blobs.get
-    return [_as_training_image(r, load) for r in rows] + [
-        _as_training_image(r, load, negative=True) for r in negatives
-    ]
+    positives = [_as_training_image(r, load) for r in rows]
+    images = positives + [_as_training_image(r, load, negative=True) for r in negatives]
+    if len(negatives) < limit:
+        images += background_crops(positives, limit - len(negatives))
+    return images
 
 
 def train_config(warehouse: Warehouse, city: str) -> TrainConfig:
