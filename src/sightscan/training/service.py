@@ -33,6 +33,7 @@ from sightscan.warehouse.versions import add_model_version, latest_model_version
 
 log = logging.getLogger(__name__)
 NEGATIVES_PER_POSITIVE = 0.5
+CROPS_PER_POSITIVE = 0.25  # background crops fill up to this many negatives per photo
 VAL_FRACTION = 0.15  # as benchmarks/detector.py, whose numbers the README reports
 DECODE_SIZE = 320
 
@@ -115,8 +116,9 @@ def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingIma
     load = warehouse.blobs.get
     positives = [_as_training_image(r, load) for r in rows]
     images = positives + [_as_training_image(r, load, negative=True) for r in negatives]
-    if len(negatives) < limit:
-        images += background_crops(positives, limit - len(negatives))
+    crops_wanted = int(len(rows) * CROPS_PER_POSITIVE) - len(negatives)
+    if crops_wanted > 0:
+        images += background_crops(positives, crops_wanted)
     return images
 
 
