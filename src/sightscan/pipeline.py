@@ -7,9 +7,13 @@ Huey-backed implementation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 STAGES = ("crawl", "label", "train")
+
+Heartbeat = Callable[[dict[str, Any] | None], None]
+"""Called by a running stage to show it is alive, optionally with its progress counts."""
 
 
 class Scheduler(Protocol):

@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sightscan.config import Settings, get_settings
 from sightscan.errors import ExternalServiceError, SightScanError
 from sightscan.labelling.remote import labelling_scheduler
-from sightscan.pipeline import Scheduler
+from sightscan.pipeline import Heartbeat, Scheduler
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse import jobs as job_store
 from sightscan.warehouse.cities import get_or_create_city
@@ -42,7 +42,6 @@ RETRIES = 3
 RETRY_DELAY_SECONDS = 10
 TRANSIENT = (ExternalServiceError, OperationalError, ConnectionError, TimeoutError)
 
-Heartbeat = Callable[[dict[str, Any] | None], None]
 StageFunction = Callable[[Warehouse, str, dict[str, Any], Heartbeat], dict[str, Any]]
 
 

@@ -12,6 +12,7 @@ from sightscan.crawler.factory import make_discovery, make_photo_source
 from sightscan.crawler.folder import FolderSource
 from sightscan.crawler.types import CrawledPhoto, PhotoSource, SightDiscovery
 from sightscan.http import make_client
+from sightscan.pipeline import Heartbeat
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import city_request, find_city
 from sightscan.warehouse.images import NewImage, add_image
@@ -47,7 +48,7 @@ def run_crawl_stage(
     warehouse: Warehouse,
     city: str,
     options: dict[str, Any],
-    beat: Callable[[dict[str, Any] | None], None],
+    beat: Heartbeat,
 ) -> dict[str, Any]:
     """Crawl `city` (its request's photo folder or sights list, else the configured providers)."""
     settings = warehouse.settings

@@ -18,6 +18,7 @@ from sightscan.errors import InvalidImageError, NotFoundError, QuotaExceededErro
 from sightscan.labelling.base import Labeller, LabellingItem
 from sightscan.labelling.factory import make_labeller
 from sightscan.labelling.weak import WeakLabeller
+from sightscan.pipeline import Heartbeat
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city, reserve_vision_call
 from sightscan.warehouse.images import StoredImage, set_labels, unlabelled_images
@@ -96,7 +97,7 @@ def run_label_stage(
     warehouse: Warehouse,
     city: str,
     options: dict[str, Any],
-    beat: Callable[[dict[str, Any] | None], None],
+    beat: Heartbeat,
 ) -> dict[str, Any]:
     """Label every unlabelled photo of `city`; queue training when the city is ready."""
     settings = warehouse.settings

@@ -19,6 +19,7 @@ from typing import Any
 from rich.table import Table
 
 from sightscan.detections import Box, Label
+from sightscan.pipeline import Heartbeat
 from sightscan.training.backends import select_trainer
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
@@ -227,7 +228,7 @@ def run_train_stage(
     warehouse: Warehouse,
     city: str,
     options: dict[str, Any],
-    beat: Callable[[dict[str, Any] | None], None],
+    beat: Heartbeat,
 ) -> dict[str, Any]:
     """The queue task's body: train with progress reported as the job's counts."""
     last = [0.0]

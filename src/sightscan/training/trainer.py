@@ -329,14 +329,21 @@ def _finish(net: SightNet, history: list[dict[str, float]], training_set: Traini
             config: TrainConfig, city: str | None) -> TrainedModel:
     metadata = base_metadata(training_set.class_names, config.image_size)
     metadata["city"] = city
-    model_bytes = export_onnx(net, metadata)
+    return finish_model(export_onnx(net, metadata), metadata, training_set, config, history,
+                        title=f"SightScan detector {city or ''}")
+
+
+def finish_model(model_bytes: bytes, metadata: dict[str, Any], training_set: TrainingSet,
+                 config: TrainConfig, history: list[dict[str, float]], *, title: str,
+                 default_threshold: float = 0.5, training_extra: dict[str, Any] | None = None,
+                 config_extra: dict[str, Any] | None = None) -> TrainedModel:
+    """Calibrate the threshold and evaluate on the validation split; embed it all; report."""
     detector = Detector.from_bytes(model_bytes, threads=config.threads)
-    val_images = training_set.val_images()
-    metrics_split = "val"
+    val_images, metrics_split = training_set.val_images(), "val"
     if not val_images:  # too few photos to hold any out: say so rather than hide it
         val_images, metrics_split = [s.source for s in training_set.train], "train"
     preds = collect_predictions(detector, val_images)
-    threshold = calibrate_threshold(preds)
+    threshold = calibrate_threshold(preds, default=default_threshold)
     metrics = metrics_from_predictions(preds, training_set.class_names, threshold)
     config_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     config_dict.pop("checkpoint_path", None)
@@ -344,8 +351,8 @@ def _finish(net: SightNet, history: list[dict[str, float]], training_set: Traini
         "score_threshold": threshold,
         "metrics": metrics.as_dict(),
         "metrics_split": metrics_split,
-        "training": training_set.counts(),
-        "train_config": config_dict,
+        "training": {**training_set.counts(), **(training_extra or {})},
+        "train_config": {**config_dict, **(config_extra or {})},
         "loss_history": [{k: round(v, 5) for k, v in h.items()} for h in history],
     })
     model_bytes = set_metadata(model_bytes, metadata)
@@ -354,5 +361,5 @@ def _finish(net: SightNet, history: list[dict[str, float]], training_set: Traini
     for image in val_images[:: max(1, len(val_images) // 4)][:4]:  # spread over classes
         pil = Image.fromarray(detector.preprocess(image.load()))
         examples.append((pil, detector.detect(pil)))
-    report = render_report(history, metrics, examples, title=f"SightScan detector {city or ''}")
+    report = render_report(history, metrics, examples, title=title)
     return TrainedModel(model_bytes, metadata, metrics, history, report)

@@ -20,7 +20,6 @@ import logging
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -353,17 +352,8 @@ def _finish(raw: bytes, history: list[dict[str, float]], training_set: TrainingS
             config: TrainConfig, city: str | None, weights: str, written: dict[str, int]
             ) -> TrainedModel:
     """Wrap, embed the metadata, calibrate the threshold and evaluate through Detector."""
-    from PIL import Image
-
-    from sightscan.inference import Detector
-    from sightscan.training.evaluation import (
-        calibrate_threshold,
-        collect_predictions,
-        metrics_from_predictions,
-    )
     from sightscan.training.export import MAX_MODEL_BYTES, base_metadata, set_metadata
-    from sightscan.training.report import render_report
-    from sightscan.training.trainer import TrainedModel
+    from sightscan.training.trainer import finish_model
 
     size = config.image_size
     wrapped = wrap_yolo_onnx(raw, size, len(training_set.class_names))
@@ -380,30 +370,7 @@ def _finish(raw: bytes, history: list[dict[str, float]], training_set: TrainingS
         "outputs": {"boxes": "[batch, N, 4] relative x1, y1, x2, y2",
                     "scores": "[batch, N, classes] sigmoid class scores (ultralytics YOLO)"},
     })
-    model_bytes = set_metadata(wrapped, metadata)
-    detector = Detector.from_bytes(model_bytes, threads=config.threads)
-    val_images, metrics_split = training_set.val_images(), "val"
-    if not val_images:  # too few photos to hold any out: say so rather than hide it
-        val_images, metrics_split = [s.source for s in training_set.train], "train"
-    preds = collect_predictions(detector, val_images)
-    threshold = calibrate_threshold(preds, default=0.25)
-    metrics = metrics_from_predictions(preds, training_set.class_names, threshold)
-    config_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    config_dict.pop("checkpoint_path", None)
-    metadata.update({
-        "score_threshold": threshold,
-        "metrics": metrics.as_dict(),
-        "metrics_split": metrics_split,
-        "training": {**training_set.counts(), "yolo": written},
-        "train_config": {**config_dict, "trainer": "yolo", "weights": weights},
-        "loss_history": [{k: round(v, 5) for k, v in h.items()} for h in history],
-    })
-    model_bytes = set_metadata(model_bytes, metadata)
-    detector.score_threshold = threshold
-    examples = []
-    for image in val_images[:: max(1, len(val_images) // 4)][:4]:
-        pil = Image.fromarray(detector.preprocess(image.load()))
-        examples.append((pil, detector.detect(pil)))
-    report = render_report(history, metrics, examples,
-                           title=f"SightScan YOLO detector {city or ''}")
-    return TrainedModel(model_bytes, metadata, metrics, history, report)
+    return finish_model(set_metadata(wrapped, metadata), metadata, training_set, config, history,
+                        title=f"SightScan YOLO detector {city or ''}", default_threshold=0.25,
+                        training_extra={"yolo": written},
+                        config_extra={"trainer": "yolo", "weights": weights})
