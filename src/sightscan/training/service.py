@@ -86,6 +86,7 @@ class TrainResult:
             "version": self.version,
             "map50": round(self.metrics.map50, 4),
             "map50_95": round(self.metrics.map50_95, 4),
+            "top1_accuracy": round(self.metrics.top1_accuracy, 4),  # the measure without boxes
             "reason": self.reason or None,
         }
 
