@@ -71,13 +71,14 @@ class Settings(BaseSettings):
     sightscan_new_labels_for_retraining: PositiveInt = 100
     sightscan_job_stale_seconds: Annotated[int, Field(ge=10)] = 120
     sightscan_quality_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
-    sightscan_discovery: str = "static"  # static | osm | places | folder
+    sightscan_discovery: str = "static"  # static | osm | places | wikidata | folder
     sightscan_photo_source: str = "folder"  # folder | commons
     sightscan_labeller: str = "weak"  # weak | vision
     sightscan_vision_endpoint: str | None = None
     sightscan_overpass_url: str = "https://overpass-api.de/api/interpreter"
     sightscan_commons_url: str = "https://commons.wikimedia.org/w/api.php"
     sightscan_places_url: str = "https://places.googleapis.com/v1/places:searchText"
+    sightscan_wikidata_url: str = "https://query.wikidata.org/sparql"
     sightscan_log_level: str = "INFO"
     sightscan_trainer: str = "efficientnet"  # efficientnet | yolo (extra `yolo`)
     sightscan_yolo_weights: str = "yolo11n.pt"
@@ -95,7 +96,7 @@ class Settings(BaseSettings):
     @field_validator("sightscan_discovery")
     @classmethod
     def _known_discovery(cls, value: str) -> str:
-        return _one_of(value, {"static", "osm", "places", "folder"})
+        return _one_of(value, {"static", "osm", "places", "wikidata", "folder"})
 
     @field_validator("sightscan_photo_source")
     @classmethod

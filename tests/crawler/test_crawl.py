@@ -141,7 +141,7 @@ def test_factories_accept_the_settings_fields(client: httpx.Client, tmp_path: Pa
 
 def test_factories_refuse_unknown_or_incomplete_providers(client: httpx.Client) -> None:
     with pytest.raises(ConfigurationError, match="SIGHTSCAN_DISCOVERY"):
-        make_discovery("wikidata", client=client)
+        make_discovery("bing", client=client)
     with pytest.raises(ConfigurationError, match="MAPS_KEY"):
         make_discovery("places", client=client, maps_key=None)
     with pytest.raises(ConfigurationError, match="SIGHTSCAN_PHOTO_SOURCE"):

@@ -16,9 +16,10 @@ from sightscan.crawler.osm import DEFAULT_OVERPASS_URL, OverpassDiscovery
 from sightscan.crawler.places import DEFAULT_PLACES_URL, PlacesDiscovery
 from sightscan.crawler.static import StaticDiscovery
 from sightscan.crawler.types import PhotoSource, SightDiscovery
+from sightscan.crawler.wikidata import DEFAULT_WIKIDATA_URL, WikidataDiscovery
 from sightscan.errors import ConfigurationError
 
-DISCOVERIES = ("static", "osm", "places", "folder")
+DISCOVERIES = ("static", "osm", "places", "wikidata", "folder")
 PHOTO_SOURCES = ("commons", "folder")
 
 
@@ -29,6 +30,7 @@ def make_discovery(
     maps_key: str | SecretStr | None = None,
     sightscan_overpass_url: str = DEFAULT_OVERPASS_URL,
     sightscan_places_url: str = DEFAULT_PLACES_URL,
+    sightscan_wikidata_url: str = DEFAULT_WIKIDATA_URL,
     sights: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     sights_file: Path | None = None,
     folder: Path | None = None,
@@ -55,6 +57,8 @@ def make_discovery(
     if name == "places":
         key = maps_key.get_secret_value() if isinstance(maps_key, SecretStr) else maps_key
         return PlacesDiscovery(_need(client, name), key or "", url=sightscan_places_url)
+    if name == "wikidata":
+        return WikidataDiscovery(_need(client, name), url=sightscan_wikidata_url)
     raise ConfigurationError(
         f"SIGHTSCAN_DISCOVERY: expected one of {', '.join(DISCOVERIES)}, got {name!r}"
     )
