@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,7 +14,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from sightscan.config import Settings, load_settings
+from sightscan.config import load_settings
 from sightscan.detections import Label
 from sightscan.refresher import Refresher, cities_to_train, city_to_label, needs_training
 from sightscan.warehouse import Warehouse
@@ -27,15 +26,6 @@ from sightscan.warehouse.models import City, utcnow
 from sightscan.warehouse.versions import add_model_version
 
 _seeds = itertools.count()
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No setting leaks in from the developer's or CI's environment."""
-    names = {name.upper() for name in Settings.model_fields}
-    for variable in list(os.environ):
-        if variable.upper() in names:
-            monkeypatch.delenv(variable)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ a consumer does, so retries go through Huey's own schedule.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,21 +20,12 @@ from sqlalchemy import update
 from fakes.overpass import INTERPRETER_PATH
 from fakes.server import FakeServer, Reply, fake_server  # noqa: F401  (fixture)
 from pipeline.photos import write_photo_folder
-from sightscan.config import Settings, load_settings
+from sightscan.config import load_settings
 from sightscan.tasks import HueyScheduler
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import request_city
 from sightscan.warehouse.jobs import JobView, claim_job, get_job, list_jobs
 from sightscan.warehouse.models import Job, utcnow
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No setting leaks in from the developer's or CI's environment."""
-    names = {name.upper() for name in Settings.model_fields}
-    for variable in list(os.environ):
-        if variable.upper() in names:
-            monkeypatch.delenv(variable)
 
 
 @pytest.fixture

@@ -43,15 +43,6 @@ PG_USER = os.environ.get("SIGHTSCAN_TEST_PGUSER", "postgres")
 
 
 # ---------------------------------------------------------------- environment
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No setting leaks in from the developer's or CI's environment."""
-    names = {name.upper() for name in Settings.model_fields}
-    for variable in list(os.environ):
-        if variable.upper() in names:
-            monkeypatch.delenv(variable)
-
-
 # ---------------------------------------------------------------- databases
 @pytest.fixture(scope="session")
 def api_postgres_engine() -> Iterator[Engine]:

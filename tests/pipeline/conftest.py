@@ -53,15 +53,6 @@ def _setting_variables() -> set[str]:
     return {name.upper() for name in Settings.model_fields}
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No setting leaks in from the developer's or CI's environment."""
-    names = _setting_variables()
-    for variable in list(os.environ):
-        if variable.upper() in names:
-            monkeypatch.delenv(variable)
-
-
 def child_environment(**settings: str) -> dict[str, str]:
     """The environment for a SightScan child process: ours minus settings, plus `settings`."""
     names = _setting_variables()
