@@ -10,8 +10,6 @@ is unreachable. The scheduler is `RecordingScheduler`: real job rows, no queue.
 from __future__ import annotations
 
 import io
-import os
-import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,8 +21,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.engine import URL
 
+from postgres_db import temporary_database
 from sightscan.api import create_app
 from sightscan.config import Settings, load_settings
 from sightscan.storage import blob_store_from_settings
@@ -37,9 +35,6 @@ from sightscan.warehouse.models import Base
 from sightscan.warehouse.versions import ModelVersion, add_model_version
 
 API_KEY = "test-operator-key-0123456789"
-PG_HOST = os.environ.get("SIGHTSCAN_TEST_PGHOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("SIGHTSCAN_TEST_PGPORT", "5432"))
-PG_USER = os.environ.get("SIGHTSCAN_TEST_PGUSER", "postgres")
 
 
 # ---------------------------------------------------------------- environment
@@ -47,28 +42,13 @@ PG_USER = os.environ.get("SIGHTSCAN_TEST_PGUSER", "postgres")
 @pytest.fixture(scope="session")
 def api_postgres_engine() -> Iterator[Engine]:
     """A migrated engine on a temporary PostgreSQL database, dropped after the session."""
-    try:
-        import psycopg
-        from psycopg import sql
-    except ImportError:
-        pytest.skip("PostgreSQL tests need psycopg: pip install 'sightscan[postgres]'")
-    try:
-        admin = psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
-                                autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable ({type(exc).__name__})")
-    name = f"sightscan_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        engine = make_engine(URL.create("postgresql+psycopg", username=PG_USER, host=PG_HOST,
-                                        port=PG_PORT, database=name))
+    with temporary_database() as url:
+        engine = make_engine(url)
         try:
             upgrade(engine)
             yield engine
         finally:
             engine.dispose()
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
 
 
 def _empty_all_tables(engine: Engine) -> None:

@@ -22,14 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
+from postgres_db import temporary_database
 from sightscan.config import Settings
 
 from .photos import write_photo_folder
 
 API_KEY = "pipeline-operator-key-0123456789"
-PG_HOST = os.environ.get("SIGHTSCAN_TEST_PGHOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("SIGHTSCAN_TEST_PGPORT", "5432"))
-PG_USER = os.environ.get("SIGHTSCAN_TEST_PGUSER", "postgres")
 REDIS_HOST = os.environ.get("SIGHTSCAN_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("SIGHTSCAN_TEST_REDIS_PORT", "6379"))
 REDIS_CLAIM_KEY = "sightscan-test-claim"
@@ -249,25 +247,9 @@ def photo_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def postgres_database() -> Iterator[dict[str, str]]:
     """A temporary, empty PostgreSQL database as PG* variables; dropped afterwards."""
-    try:
-        import psycopg
-        from psycopg import sql
-    except ImportError:
-        pytest.skip("PostgreSQL tests need psycopg: pip install 'sightscan[postgres]'")
-    try:
-        admin = psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
-                                autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable ({type(exc).__name__})")
-    name = f"sightscan_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield {"PGHOST": PG_HOST, "PGPORT": str(PG_PORT), "PGUSER": PG_USER,
-                   "PGDATABASE": name}
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+    with temporary_database() as url:
+        yield {"PGHOST": url.host or "", "PGPORT": str(url.port), "PGUSER": url.username or "",
+               "PGDATABASE": url.database or ""}
 
 
 @pytest.fixture

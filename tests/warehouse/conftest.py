@@ -8,9 +8,7 @@ skip with a clear reason when the server at 127.0.0.1:5432 is unreachable.
 from __future__ import annotations
 
 import io
-import os
 import random
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,50 +17,19 @@ from PIL import Image
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from postgres_db import temporary_database
 from sightscan.config import load_settings
 from sightscan.storage import BlobStore
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.db import make_engine, upgrade
 from sightscan.warehouse.models import Base
 
-PG_HOST = os.environ.get("SIGHTSCAN_TEST_PGHOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("SIGHTSCAN_TEST_PGPORT", "5432"))
-PG_USER = os.environ.get("SIGHTSCAN_TEST_PGUSER", "postgres")
-
-
-def _pg_admin_connect() -> object:
-    import psycopg
-
-    return psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True,
-        connect_timeout=3,
-    )
-
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[URL]:
     """A fresh temporary PostgreSQL database for this test session (dropped afterwards)."""
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip("PostgreSQL tests need psycopg: pip install 'sightscan[postgres]'")
-    try:
-        admin = _pg_admin_connect()
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable ({exc.__class__.__name__})")
-    name = f"sightscan_test_{uuid.uuid4().hex[:12]}"
-    with admin:  # type: ignore[attr-defined]
-        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))  # type: ignore[attr-defined]
-        try:
-            yield URL.create(
-                "postgresql+psycopg", username=PG_USER, host=PG_HOST, port=PG_PORT, database=name
-            )
-        finally:
-            admin.execute(  # type: ignore[attr-defined]
-                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    psycopg.sql.Identifier(name)
-                )
-            )
+    with temporary_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
