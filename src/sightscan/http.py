@@ -66,6 +66,11 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def retry_options(retries: int, backoff: float, max_backoff: float) -> dict[str, Any]:
+    """The retry keywords of `request_with_retries`, as a provider keeps them for each call."""
+    return {"retries": retries, "backoff": backoff, "max_backoff": max_backoff}
+
+
 def backoff_delay(attempt: int, backoff: float, max_backoff: float) -> float:
     """Exponential backoff with jitter for retry number `attempt` (0-based), at most max_backoff."""
     base = min(max_backoff, backoff * (2.0**attempt))

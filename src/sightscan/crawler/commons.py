@@ -22,7 +22,7 @@ import httpx
 from sightscan.crawler.download import download_photo
 from sightscan.crawler.types import PhotoCandidate, Sight
 from sightscan.errors import ExternalServiceError
-from sightscan.http import decode_json, request_with_retries, retry_after_seconds
+from sightscan.http import decode_json, request_with_retries, retry_after_seconds, retry_options
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,7 @@ class CommonsPhotoSource:
         self._thumb_width = thumb_width
         self._maxlag = maxlag
         self._retries = retries
-        self._retry: dict[str, Any] = {
-            "retries": retries,
-            "backoff": backoff,
-            "max_backoff": max_backoff,
-        }
+        self._retry = retry_options(retries, backoff, max_backoff)
         self._max_backoff = max_backoff
         self._sleep = sleep
 

@@ -14,7 +14,7 @@ import httpx
 
 from sightscan.crawler.types import Sight
 from sightscan.errors import ExternalServiceError
-from sightscan.http import request_json
+from sightscan.http import request_json, retry_options
 
 DEFAULT_OVERPASS_URL = "https://overpass-api.de/api/interpreter"
 TOURISM = ("attraction", "museum", "viewpoint")
@@ -75,11 +75,7 @@ class OverpassDiscovery:
         self._client = client
         self._url = url
         self._query_timeout = query_timeout
-        self._retry: dict[str, Any] = {
-            "retries": retries,
-            "backoff": backoff,
-            "max_backoff": max_backoff,
-        }
+        self._retry = retry_options(retries, backoff, max_backoff)
 
     def find_sights(self, city: str, limit: int) -> list[Sight]:
         """Linked sights first; unlinked ones only fill up when too few are linked."""

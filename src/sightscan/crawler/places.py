@@ -8,7 +8,7 @@ import httpx
 
 from sightscan.crawler.types import Sight
 from sightscan.errors import ConfigurationError, ExternalServiceError
-from sightscan.http import request_json
+from sightscan.http import request_json, retry_options
 
 DEFAULT_PLACES_URL = "https://places.googleapis.com/v1/places:searchText"
 FIELD_MASK = (
@@ -45,11 +45,7 @@ class PlacesDiscovery:
         self._api_key = api_key
         self._url = search_text_url(url)
         self._included_type = included_type
-        self._retry: dict[str, Any] = {
-            "retries": retries,
-            "backoff": backoff,
-            "max_backoff": max_backoff,
-        }
+        self._retry = retry_options(retries, backoff, max_backoff)
 
     def find_sights(self, city: str, limit: int) -> list[Sight]:
         """At most `limit` places, the most rated first."""

@@ -16,7 +16,7 @@ import httpx
 
 from sightscan.crawler.types import Sight
 from sightscan.errors import ExternalServiceError
-from sightscan.http import decode_json, request_with_retries
+from sightscan.http import decode_json, request_with_retries, retry_options
 
 DEFAULT_WIKIDATA_URL = "https://query.wikidata.org/sparql"
 SERVICE = "Wikidata Query Service"
@@ -99,11 +99,7 @@ class WikidataDiscovery:
     ) -> None:
         self._client = client
         self._url = url
-        self._retry: dict[str, Any] = {
-            "retries": retries,
-            "backoff": backoff,
-            "max_backoff": max_backoff,
-        }
+        self._retry = retry_options(retries, backoff, max_backoff)
 
     def find_sights(self, city: str, limit: int) -> list[Sight]:
         """At most `limit` sights, the most sitelinked first; [] for an unknown city."""
