@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
@@ -17,6 +18,9 @@ from sightscan.cities import normalise_city
 from sightscan.config import Settings
 from sightscan.errors import ExternalServiceError, NotFoundError
 from sightscan.inference import Detector
+
+if TYPE_CHECKING:
+    from sightscan.warehouse import Warehouse
 
 
 def _cache_paths(cache_dir: Path, city: str) -> tuple[Path, Path]:
@@ -65,13 +69,22 @@ def load_city_detector(city: str, *, server: str | None, settings: Settings) -> 
         path, _ = download_model(server, city, settings.sightscan_data_dir / "model-cache")
         return Detector.from_path(path)
     from sightscan.warehouse import Warehouse
-    from sightscan.warehouse.marts import current_model, refresh_marts
+    from sightscan.warehouse.marts import refresh_marts
 
     warehouse = Warehouse.from_settings(settings, migrate=True)
     name = normalise_city(city)
     with warehouse.transaction() as session:
         refresh_marts(session)
-        model = current_model(session, name)
-    if model is None:
+    detector = warehouse_detector(warehouse, name)
+    if detector is None:
         raise NotFoundError(f"no model for {name}: run `sightscan train {name}` first")
-    return Detector.from_bytes(warehouse.blobs.get(model.blob_key))
+    return detector
+
+
+def warehouse_detector(warehouse: Warehouse, city: str) -> Detector | None:
+    """The detector of a (normalised) city's current model in the warehouse, or None."""
+    from sightscan.warehouse.marts import current_model
+
+    with warehouse.transaction() as session:
+        model = current_model(session, city)
+    return None if model is None else Detector.from_bytes(warehouse.blobs.get(model.blob_key))

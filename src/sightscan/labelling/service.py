@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sightscan.detections import Detection, Label
+from sightscan.client import warehouse_detector
+from sightscan.detections import Label
 from sightscan.errors import InvalidImageError, NotFoundError, QuotaExceededError
 from sightscan.labelling.base import Labeller, LabellingItem
 from sightscan.labelling.factory import make_labeller
@@ -23,22 +24,10 @@ from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city, reserve_vision_call
 from sightscan.warehouse.images import StoredImage, set_labels, unlabelled_images
 from sightscan.warehouse.jobs import log_labelling
-from sightscan.warehouse.marts import city_overview, current_model, refresh_marts
+from sightscan.warehouse.marts import city_overview, refresh_marts
 
 log = logging.getLogger(__name__)
 BATCH = 50
-
-
-def _current_detector(warehouse: Warehouse, city: str) -> Callable[[bytes], list[Detection]] | None:
-    """The city's current model as a detect function, or None when it has none."""
-    with warehouse.transaction() as session:
-        model = current_model(session, city)
-    if model is None:
-        return None
-    from sightscan.inference import Detector
-
-    detector = Detector.from_bytes(warehouse.blobs.get(model.blob_key))
-    return lambda data: detector.detect(data)
 
 
 def _reserve(warehouse: Warehouse, city_id: int) -> Callable[[], bool]:
@@ -56,7 +45,8 @@ def make_city_labeller(
 ) -> tuple[Labeller, WeakLabeller]:
     """The configured labeller for a city and the weak fallback (both with the current model)."""
     settings = warehouse.settings
-    weak = WeakLabeller(_current_detector(warehouse, city))
+    detector = warehouse_detector(warehouse, city)  # boxes for the weak labels, if any
+    weak = WeakLabeller(detector.detect if detector is not None else None)
     if settings.sightscan_labeller == "weak":
         return weak, weak
     labeller = make_labeller(

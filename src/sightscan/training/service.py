@@ -18,7 +18,9 @@ from typing import Any
 
 from rich.table import Table
 
+from sightscan.client import warehouse_detector
 from sightscan.detections import Box, Label
+from sightscan.errors import ModelFormatError
 from sightscan.pipeline import Heartbeat
 from sightscan.training.backends import select_trainer
 from sightscan.training.dataset import TrainingImage, assemble_training_set
@@ -28,7 +30,7 @@ from sightscan.training.negatives import background_crops
 from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
-from sightscan.warehouse.marts import current_model, negative_images, refresh_marts, training_images
+from sightscan.warehouse.marts import negative_images, refresh_marts, training_images
 from sightscan.warehouse.models import MartTrainingImage
 from sightscan.warehouse.versions import add_model_version, latest_model_version
 
@@ -208,17 +210,14 @@ def train_city(
 
 def _evaluate_current(warehouse: Warehouse, city: str, training_set: Any) -> Metrics | None:
     """The current model's metrics on the new model's validation photos (None when no model)."""
-    with warehouse.transaction() as session:
-        model = current_model(session, city)
-    if model is None or not training_set.val:
+    if not training_set.val:
         return None
-    from sightscan.errors import ModelFormatError
-    from sightscan.inference import Detector
-
     try:
-        detector = Detector.from_bytes(warehouse.blobs.get(model.blob_key))
+        detector = warehouse_detector(warehouse, city)
     except ModelFormatError:
         log.warning("the current model of %s cannot be loaded; treating it as absent", city)
+        return None
+    if detector is None:
         return None
     return evaluate(
         detector, [sample.source for sample in training_set.val], training_set.class_names
