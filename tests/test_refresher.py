@@ -16,11 +16,12 @@ from sqlalchemy import update
 
 from sightscan.config import load_settings
 from sightscan.detections import Label
-from sightscan.refresher import Refresher, cities_to_train, city_to_label, needs_training
+from sightscan.pipeline import Stage, city_to_label, needs_training, ready_to_train, record_job
+from sightscan.refresher import PassStep, Refresher
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import get_or_create_city
 from sightscan.warehouse.images import NewImage, add_image
-from sightscan.warehouse.jobs import active_job, create_job
+from sightscan.warehouse.jobs import claim_job, finish_job
 from sightscan.warehouse.marts import CityOverview, city_overview, refresh_marts
 from sightscan.warehouse.models import City, utcnow
 from sightscan.warehouse.versions import add_model_version
@@ -166,7 +167,7 @@ def test_a_city_with_a_model_needs_enough_new_labelled_photos_since_the_newest_m
     assert not ready(warehouse, "TESTVILLE")
 
 
-def test_cities_to_train_lists_every_ready_city(warehouse: Warehouse) -> None:
+def test_ready_to_train_lists_every_ready_city(warehouse: Warehouse) -> None:
     add_photos(warehouse, "Ready", labelled=5)
     add_photos(warehouse, "Small", labelled=2)
     add_photos(warehouse, "Trained", labelled=7)
@@ -175,7 +176,21 @@ def test_cities_to_train_lists_every_ready_city(warehouse: Warehouse) -> None:
     publish(warehouse, "Retrain", labelled_images=5)
 
     with warehouse.transaction() as session:
-        assert sorted(cities_to_train(session, warehouse.settings)) == ["READY", "RETRAIN"]
+        assert sorted(ready_to_train(session, warehouse.settings)) == ["READY", "RETRAIN"]
+
+
+def test_a_city_whose_labelling_is_queued_or_running_is_not_ready_to_train(
+    warehouse: Warehouse,
+) -> None:
+    add_photos(warehouse, "Ready", labelled=5, unlabelled=1)
+    with warehouse.transaction() as session:
+        label_job = record_job(session, stage=Stage.LABEL, city="Ready")
+        assert label_job is not None
+        assert ready_to_train(session, warehouse.settings) == []  # queued
+        assert claim_job(session, label_job)
+        assert ready_to_train(session, warehouse.settings) == []  # running
+        assert finish_job(session, label_job)
+        assert ready_to_train(session, warehouse.settings) == ["READY"]
 
 
 # ---------------------------------------------------------------- run_once
@@ -187,13 +202,10 @@ class RecordingScheduler:
     submitted: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     requeue_calls: list[int] = field(default_factory=list)
 
-    def submit(self, stage: str, city: str, **options: Any) -> int | None:
+    def submit(self, stage: Stage, city: str, **options: Any) -> int | None:
         self.submitted.append((stage, city, options))
         with self.warehouse.transaction() as session:
-            city_row = get_or_create_city(session, city)
-            if active_job(session, city_id=city_row.id, stage=stage) is not None:
-                return None
-            return create_job(session, city_id=city_row.id, stage=stage, options=options)
+            return record_job(session, stage=stage, city=city, options=options)
 
     def requeue_lost_jobs(self, *, stale_after_seconds: int) -> list[int]:
         self.requeue_calls.append(stale_after_seconds)
@@ -209,49 +221,92 @@ def intervals(make_warehouse: Callable[..., Warehouse]) -> Warehouse:
                           sightscan_job_stale_seconds=45)
 
 
-def test_the_first_pass_runs_every_duty(intervals: Warehouse) -> None:
+def test_the_first_pass_runs_every_duty_training_first(intervals: Warehouse) -> None:
     add_photos(intervals, "Testville", labelled=5, unlabelled=2)
     scheduler = RecordingScheduler(intervals)
     refresher = Refresher(intervals.settings, intervals, scheduler)
 
     done = refresher.run_once(now=1000.0)
 
-    assert set(done) == {"refreshed_changes", "requeued_jobs", "label", "train"}
+    assert list(done) == ["refreshed_changes", "requeued_jobs", "train", "label"]
     assert done["requeued_jobs"] == []
     assert scheduler.requeue_calls == [45]
-    label_city, label_job = done["label"]  # type: ignore[misc]
-    assert label_city == "TESTVILLE" and label_job is not None
     [(train_city, train_job)] = done["train"]  # type: ignore[misc]
     assert train_city == "TESTVILLE" and train_job is not None
-    assert scheduler.submitted == [("label", "TESTVILLE", {"mode": "new"}),
-                                   ("train", "TESTVILLE", {})]
+    label_city, label_job = done["label"]  # type: ignore[misc]
+    assert label_city == "TESTVILLE" and label_job is not None
+    assert scheduler.submitted == [("train", "TESTVILLE", {}),
+                                   ("label", "TESTVILLE", {"mode": "new"})]
 
 
-def test_each_duty_waits_for_its_own_interval(intervals: Warehouse) -> None:
+def test_training_waits_until_the_labelling_of_the_city_has_finished(
+    intervals: Warehouse,
+) -> None:
     add_photos(intervals, "Testville", labelled=5, unlabelled=2)
     scheduler = RecordingScheduler(intervals)
     refresher = Refresher(intervals.settings, intervals, scheduler)
-    refresher.run_once(now=1000.0)
+    label_job = scheduler.submit(Stage.LABEL, "Testville", mode="new")
+    assert label_job is not None
+    assert "train" not in refresher.run_once(now=1000.0)  # labelling queued
+    with intervals.transaction() as session:
+        assert claim_job(session, label_job)
+    assert "train" not in refresher.run_once(now=1300.0)  # labelling running
 
+    with intervals.transaction() as session:
+        assert finish_job(session, label_job)
+    done = refresher.run_once(now=1600.0)
+
+    [(train_city, train_job)] = done["train"]  # type: ignore[misc]
+    assert train_city == "TESTVILLE" and train_job is not None
+    assert [stage for stage, _, _ in scheduler.submitted].count(Stage.TRAIN) == 1
+
+
+def test_each_step_waits_for_its_own_interval(intervals: Warehouse) -> None:
+    calls: list[str] = []
+
+    def step(name: str) -> PassStep:
+        return PassStep(name, lambda s: {"a": 60, "b": 120}[name],
+                        lambda _r: calls.append(name) or {name: True})
+
+    refresher = Refresher(intervals.settings, intervals, RecordingScheduler(intervals),
+                          steps=[step("a"), step("b")])
+
+    assert refresher.run_once(now=1000.0) == {"a": True, "b": True}
     assert refresher.run_once(now=1059.0) == {}
-    assert set(refresher.run_once(now=1060.0)) == {"refreshed_changes", "requeued_jobs"}
-    assert set(refresher.run_once(now=1120.0)) == {"refreshed_changes", "requeued_jobs", "label"}
+    assert refresher.run_once(now=1060.0) == {"a": True}
+    assert refresher.run_once(now=1120.0) == {"a": True, "b": True}
     assert refresher.run_once(now=1121.0) == {}
-    assert set(refresher.run_once(now=1300.0)) == {
-        "refreshed_changes", "requeued_jobs", "label", "train"}
-    assert scheduler.requeue_calls == [45, 45, 45, 45]
+    assert calls == ["a", "b", "a", "a", "b"]
+
+
+def test_the_default_steps_follow_their_settings(intervals: Warehouse) -> None:
+    refresher = Refresher(intervals.settings, intervals, RecordingScheduler(intervals))
+
+    assert [(step.name, step.every(intervals.settings)) for step in refresher.steps] == [
+        ("refresh", 60), ("train", 300), ("label", 120)]
+
+
+def test_a_step_added_by_a_deployment_runs_after_the_others(intervals: Warehouse) -> None:
+    refresher = Refresher(intervals.settings, intervals, RecordingScheduler(intervals))
+    refresher.add_step(PassStep("gpu", lambda s: 30, lambda r: {"gpu": "started"}))
+
+    done = refresher.run_once(now=0.0)
+
+    assert list(done)[-1] == "gpu"
 
 
 def test_a_pass_does_not_queue_a_second_job_for_a_city_and_stage(intervals: Warehouse) -> None:
     add_photos(intervals, "Testville", labelled=5, unlabelled=2)
-    refresher = Refresher(intervals.settings, intervals, RecordingScheduler(intervals))
+    scheduler = RecordingScheduler(intervals)
+    refresher = Refresher(intervals.settings, intervals, scheduler)
     first = refresher.run_once(now=0.0)
 
     second = refresher.run_once(now=10_000.0)
 
     assert first["label"][1] is not None  # type: ignore[index]
-    assert second["label"] == ("TESTVILLE", None)
-    assert second["train"] == [("TESTVILLE", None)]
+    assert first["train"][0][1] is not None  # type: ignore[index]
+    assert "label" not in second and "train" not in second
+    assert len(scheduler.submitted) == 2
 
 
 def test_the_refresh_duty_brings_the_marts_up_to_date(intervals: Warehouse) -> None:

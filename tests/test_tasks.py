@@ -255,8 +255,9 @@ def test_live_and_waiting_jobs_are_left_alone(scheduler: HueyScheduler) -> None:
 
 def test_the_main_queue_stages_never_import_torch() -> None:
     code = ("import sys\n"
-            "from sightscan.tasks import _stage_function\n"
-            "_stage_function('crawl'); _stage_function('label')\n"
+            "from sightscan.pipeline import Stage\n"
+            "from sightscan.tasks import stage_function\n"
+            "stage_function(Stage.CRAWL); stage_function(Stage.LABEL)\n"
             "import sightscan.processes, sightscan.api\n"
             "print('torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

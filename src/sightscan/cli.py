@@ -199,6 +199,7 @@ def city_add(
     ] = None,
 ) -> None:
     """Start the pipeline for a city now (operator), optionally from a local photo folder."""
+    from sightscan.pipeline import Stage
     from sightscan.tasks import HueyScheduler
     from sightscan.warehouse.cities import request_city
 
@@ -214,7 +215,8 @@ def city_add(
             photo_folder=str(photos.resolve()) if photos else None,
             sights=list(sight) if sight else None,
         )
-    job_id = HueyScheduler.from_settings(warehouse.settings, warehouse).submit("crawl", result.city)
+    scheduler = HueyScheduler.from_settings(warehouse.settings, warehouse)
+    job_id = scheduler.submit(Stage.CRAWL, result.city)
     state = f"crawl queued as job {job_id}" if job_id else "a crawl is already queued or running"
     console.print(f"{result.city}: {state}; run `sightscan up` or `sightscan worker` to process it")
 

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     sightscan_city_request_threshold: PositiveInt = 3
     sightscan_new_labels_for_retraining: PositiveInt = 100
     sightscan_job_stale_seconds: Annotated[int, Field(ge=10)] = 120
+    # Leftover `.tmp` blobs (a crash mid-write) older than this are removed by workers and
+    # the refresher; longer than any single blob write can take.
+    sightscan_blob_tmp_grace_seconds: Annotated[int, Field(ge=60)] = 3600
     sightscan_quality_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
     sightscan_discovery: str = "static"  # static | osm | places | wikidata | folder
     sightscan_photo_source: str = "folder"  # folder | commons

@@ -48,3 +48,11 @@ class QuotaExceededError(SightScanError):
 
 class ConflictError(SightScanError):
     """A concurrent writer got there first (e.g. the same model version number)."""
+
+
+class StaleAttemptError(ConflictError):
+    """A job attempt lost its job to a newer attempt (it was paused past the stale time)."""
+
+
+class StageInterrupted(SightScanError):
+    """A worker was told to stop while a stage ran; the job is queued again, not failed."""

@@ -1,7 +1,9 @@
 """Data mart refresher (DMR): refresh marts, decide which city to label and which to train.
 
 Stages queue their follow-up themselves the moment they finish; this periodic pass is the
-reconciliation that catches whatever an event missed (a lost message, a dead worker).
+reconciliation that catches whatever an event missed (a lost message, a dead worker). A
+pass is a list of steps, each with its own interval; a deployment can add its own step
+(e.g. starting a GPU machine when training is queued) with `Refresher.add_step`.
 """
 
 from __future__ import annotations
@@ -9,99 +11,139 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-
-from sqlalchemy.orm import Session
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
 
 from sightscan.config import Settings
 from sightscan.labelling.remote import labelling_scheduler
-from sightscan.pipeline import Scheduler
+from sightscan.pipeline import JobQueue, Scheduler, Stage, ready_to_label, ready_to_train
 from sightscan.warehouse import Warehouse
-from sightscan.warehouse.marts import CityOverview, city_overview, current_model, refresh_marts
-from sightscan.warehouse.versions import latest_model_version
+from sightscan.warehouse.marts import current_model, refresh_marts
 
 log = logging.getLogger(__name__)
 
-
-def city_to_label(overview: list[CityOverview]) -> str | None:
-    """A city without any label first (oldest first); else the one with most unlabelled photos."""
-    unlabelled = [c for c in overview if c.images > c.labelled_images]
-    never = sorted((c for c in unlabelled if c.labels == 0), key=lambda c: (c.created_at, c.city))
-    if never:
-        return never[0].city
-    if not unlabelled:
-        return None
-    return max(unlabelled, key=lambda c: (c.images - c.labelled_images, c.city)).city
+StepResult = dict[str, Any]
+Step = Callable[["Refresher"], StepResult]
+"""One duty of a pass: does its work and returns what it did (keys of the pass's summary)."""
 
 
-def needs_training(session: Session, city: CityOverview, settings: Settings) -> bool:
-    """Enough labelled photos and no model, or enough new labelled photos since the newest model."""
-    if city.labelled_images <= settings.min_labelled_images_needed_for_training:
-        return False
-    latest = latest_model_version(session, city_id=city.city_id)
-    if latest is None:
-        return True
-    new_labels = city.labelled_images - latest.labelled_images
-    return new_labels >= settings.sightscan_new_labels_for_retraining
+@dataclass(frozen=True, slots=True)
+class PassStep:
+    """A refresher duty and how often it runs (seconds, read from the settings each pass)."""
+
+    name: str
+    every: Callable[[Settings], int]
+    run: Step
 
 
-def cities_to_train(session: Session, settings: Settings) -> list[str]:
-    """Every city that needs a (new) model now."""
-    return [c.city for c in city_overview(session) if needs_training(session, c, settings)]
+def refresh_step(refresher: Refresher) -> StepResult:
+    """Bring the marts up to date, recover lost jobs and remove stale temporary blobs."""
+    s, warehouse = refresher.settings, refresher.warehouse
+    with warehouse.transaction() as session:
+        changes = refresh_marts(session).changes
+    requeued = refresher.scheduler.requeue_lost_jobs(
+        stale_after_seconds=s.sightscan_job_stale_seconds
+    )
+    warehouse.blobs.remove_stale_temporaries(s.sightscan_blob_tmp_grace_seconds)
+    return {"refreshed_changes": changes, "requeued_jobs": requeued}
+
+
+def label_step(refresher: Refresher) -> StepResult:
+    """Queue labelling for the city that needs it most (whose crawl has finished)."""
+    with refresher.warehouse.transaction() as session:
+        city = ready_to_label(session)
+        if city is None:
+            return {}
+        mode = "existing" if current_model(session, city) else "new"
+    return {"label": (city, refresher.labelling.submit(Stage.LABEL, city, mode=mode))}
+
+
+def train_step(refresher: Refresher) -> StepResult:
+    """Queue training for every city that is ready (see sightscan.pipeline.ready_to_train)."""
+    with refresher.warehouse.transaction() as session:
+        cities = ready_to_train(session, refresher.settings)
+    if not cities:
+        return {}
+    return {"train": [(city, refresher.scheduler.submit(Stage.TRAIN, city)) for city in cities]}
+
+
+def default_steps() -> list[PassStep]:
+    """The seed's three duties, each on its own interval."""
+    return [
+        PassStep("refresh", lambda s: s.data_mart_refresh_data_marts_every_seconds, refresh_step),
+        # Training before labelling: a city whose labelling is queued again in every pass
+        # (photos nobody can label) would otherwise never be free to train.
+        PassStep("train", lambda s: s.data_mart_enable_model_training_every_seconds, train_step),
+        PassStep(
+            "label", lambda s: s.data_mart_enable_labelling_requests_every_seconds, label_step
+        ),
+    ]
 
 
 @dataclass
 class Refresher:
-    """Runs the three periodic duties on their own intervals."""
+    """Runs the pass steps on their own intervals.
+
+    `labelling` is where label work goes (a remote ILS, see ILS_PUBLIC_ENDPOINT_URL); it is
+    opened once and closed by `close()`.
+    """
 
     settings: Settings
     warehouse: Warehouse
-    scheduler: Scheduler
-    _last: dict[str, float] | None = None
+    scheduler: JobQueue
+    steps: list[PassStep] = field(default_factory=default_steps)
+    _last: dict[str, float] = field(default_factory=dict)
+    _resources: ExitStack = field(default_factory=ExitStack)
+    _labelling: Scheduler | None = None
+
+    @property
+    def labelling(self) -> Scheduler:
+        """The scheduler for the label stage (opened on first use)."""
+        if self._labelling is None:
+            self._labelling = self._resources.enter_context(
+                labelling_scheduler(self.settings, self.scheduler)
+            )
+        return self._labelling
+
+    def add_step(self, step: PassStep) -> None:
+        """Run one more duty in every pass, after the others."""
+        self.steps.append(step)
 
     def due(self, duty: str, every: int, now: float) -> bool:
         """Whether `duty` has not run for `every` seconds (always due the first time)."""
-        last = self._last if self._last is not None else {}
-        self._last = last
-        if now - last.get(duty, float("-inf")) < every:
+        if now - self._last.get(duty, float("-inf")) < every:
             return False
-        last[duty] = now
+        self._last[duty] = now
         return True
 
     def run_once(self, now: float | None = None) -> dict[str, object]:
-        """One pass: each duty runs if its interval has passed; returns what was done."""
+        """One pass: each step runs if its interval has passed; returns what was done."""
         now = time.monotonic() if now is None else now
-        s = self.settings
         done: dict[str, object] = {}
-        if self.due("refresh", s.data_mart_refresh_data_marts_every_seconds, now):
-            with self.warehouse.transaction() as session:
-                done["refreshed_changes"] = refresh_marts(session).changes
-            requeue = getattr(self.scheduler, "requeue_lost_jobs", None)
-            if requeue is not None:
-                done["requeued_jobs"] = requeue(stale_after_seconds=s.sightscan_job_stale_seconds)
-        if self.due("label", s.data_mart_enable_labelling_requests_every_seconds, now):
-            with self.warehouse.transaction() as session:
-                city = city_to_label(city_overview(session))
-            if city is not None:
-                ils = labelling_scheduler(s, self.scheduler)
-                with self.warehouse.transaction() as session:
-                    mode = "existing" if current_model(session, city) else "new"
-                done["label"] = (city, ils.submit("label", city, mode=mode))
-        if self.due("train", s.data_mart_enable_model_training_every_seconds, now):
-            with self.warehouse.transaction() as session:
-                cities = cities_to_train(session, s)
-            done["train"] = [(city, self.scheduler.submit("train", city)) for city in cities]
+        for step in self.steps:
+            if self.due(step.name, step.every(self.settings), now):
+                done.update(step.run(self))
         return done
+
+    def close(self) -> None:
+        """Close what the refresher opened (the remote labelling client)."""
+        self._resources.close()
+        self._labelling = None
 
     def run_forever(self, stop: threading.Event, tick_seconds: float = 1.0) -> None:
         """Run passes until `stop` is set; a failing pass is logged and retried next tick."""
         log.info("refresher started")
-        while not stop.is_set():
-            try:
-                done = self.run_once()
-                if any(done.values()):
-                    log.info("refresher: %s", done)
-            except Exception:
-                log.exception("refresher pass failed; retrying")
-            stop.wait(tick_seconds)
+        try:
+            while not stop.is_set():
+                try:
+                    done = self.run_once()
+                    if any(done.values()):
+                        log.info("refresher: %s", done)
+                except Exception:
+                    log.exception("refresher pass failed; retrying")
+                stop.wait(tick_seconds)
+        finally:
+            self.close()
         log.info("refresher stopped")

@@ -2,13 +2,17 @@
 
 One contract for every backend: `put` returns the key (the sha256 hex of the bytes) and is
 idempotent; `get` returns exactly the bytes that were put. The local backend writes to a
-temporary name and renames, so a crash never leaves a half-written blob under a real key.
+temporary name, fsyncs it, renames it and fsyncs the folder, so once `put` returns the blob
+survives a crash or power loss, and a crash never leaves a half-written blob under a real
+key (callers commit the database row that points at a blob only after `put` returned).
+Leftover temporary files of a crash are removed by `remove_stale_temporaries`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from typing import Any
 
@@ -17,6 +21,28 @@ import fsspec
 from sightscan.config import Settings
 from sightscan.errors import ConfigurationError, NotFoundError, StorageError
 from sightscan.images import sha256_hex
+
+TMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_durable_dirs(folder: str) -> None:
+    """makedirs, with each new folder's entry fsynced in its parent."""
+    missing = []
+    current = folder
+    while not os.path.isdir(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    os.makedirs(folder, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(os.path.dirname(created))
 
 
 class BlobStore:
@@ -66,17 +92,40 @@ class BlobStore:
             return
         folder = os.path.dirname(path)
         if folder not in self._made_dirs:
-            os.makedirs(folder, exist_ok=True)
+            _make_durable_dirs(folder)
             self._made_dirs.add(folder)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{path}.{uuid.uuid4().hex}{TMP_SUFFIX}"
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        _fsync_dir(folder)  # the rename itself must reach the disk before the row commits
+
+    def remove_stale_temporaries(self, older_than_seconds: float) -> int:
+        """Delete temporary files of interrupted writes older than the grace period; how many.
+
+        Only names ending in `.tmp` are touched: a stored blob's name is its bare key.
+        """
+        if not self._local:
+            return 0  # object stores write whole objects; nothing is left half-written
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.endswith(TMP_SUFFIX):
+                    continue
+                path = os.path.join(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+        return removed
 
     def get(self, key: str) -> bytes:
         """The bytes stored under `key`; NotFoundError when absent."""

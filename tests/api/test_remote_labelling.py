@@ -44,9 +44,15 @@ def test_a_wrong_key_fails_without_showing_the_key(
 
 def test_the_remote_service_is_used_only_when_configured(make_settings: Any) -> None:
     local = object()
-    assert labelling_scheduler(make_settings(), local) is local  # type: ignore[arg-type]
-    remote = labelling_scheduler(make_settings(ils_public_endpoint_url="http://ils:8000"), local)  # type: ignore[arg-type]
-    assert isinstance(remote, RemoteLabelling)
+    with labelling_scheduler(make_settings(), local) as chosen:  # type: ignore[arg-type]
+        assert chosen is local
+    remote_settings = make_settings(ils_public_endpoint_url="http://ils:8000")
+    with labelling_scheduler(remote_settings, local) as remote:  # type: ignore[arg-type]
+        assert isinstance(remote, RemoteLabelling)
+        client = remote._client
+        assert not client.is_closed
+    assert client.is_closed  # closed with the block, never left open
     with pytest.raises(ConfigurationError, match="SIGHTSCAN_API_KEY"):
-        labelling_scheduler(make_settings(ils_public_endpoint_url="http://ils:8000",
-                                          sightscan_api_key=None), local)  # type: ignore[arg-type]
+        with labelling_scheduler(make_settings(ils_public_endpoint_url="http://ils:8000",
+                                               sightscan_api_key=None), local):  # type: ignore[arg-type]
+            pass

@@ -12,17 +12,23 @@ from sightscan.crawler.factory import make_discovery, make_photo_source
 from sightscan.crawler.folder import FolderSource
 from sightscan.crawler.types import CrawledPhoto, PhotoSource, SightDiscovery
 from sightscan.http import make_client
-from sightscan.pipeline import Heartbeat
+from sightscan.pipeline import FollowUp, Stage, StageResult, StageRun
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import city_request, find_city
 from sightscan.warehouse.images import NewImage, add_image
 from sightscan.warehouse.marts import refresh_marts
 
 
-def warehouse_sink(warehouse: Warehouse) -> Callable[[CrawledPhoto], bool]:
-    """Store each crawled photo in its own transaction (as a crawler writes); True when new."""
+def warehouse_sink(
+    warehouse: Warehouse, before_each: Callable[[], None] = lambda: None
+) -> Callable[[CrawledPhoto], bool]:
+    """Store each crawled photo in its own transaction (as a crawler writes); True when new.
+
+    `before_each` runs before every photo (the crawl stage checks its stop flag there).
+    """
 
     def sink(photo: CrawledPhoto) -> bool:
+        before_each()
         with warehouse.transaction() as session:
             return add_image(
                 session,
@@ -44,14 +50,10 @@ def warehouse_sink(warehouse: Warehouse) -> Callable[[CrawledPhoto], bool]:
     return sink
 
 
-def run_crawl_stage(
-    warehouse: Warehouse,
-    city: str,
-    options: dict[str, Any],
-    beat: Heartbeat,
-) -> dict[str, Any]:
+def run_crawl_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
     """Crawl `city` (its request's photo folder or sights list, else the configured providers)."""
     settings = warehouse.settings
+    city = run.city
     with warehouse.transaction() as session:
         request = city_request(session, find_city(session, city).id)
         folder = request.photo_folder if request else None
@@ -83,7 +85,7 @@ def run_crawl_stage(
             city,
             discovery=discovery,
             source=source,
-            sink=warehouse_sink(warehouse),
+            sink=warehouse_sink(warehouse, run.check_stop),
             max_sights=settings.max_sights_per_city,
             max_images_per_sight=settings.max_images_per_sight,
             max_photo_bytes=settings.sightscan_max_upload_bytes,
@@ -98,5 +100,5 @@ def run_crawl_stage(
         "skipped": report.photos_skipped,
     }
     if report.photos_stored or report.duplicates:
-        counts.update(next_stage="label", next_options={"mode": "new"})
-    return counts
+        return StageResult(counts, FollowUp(Stage.LABEL, {"mode": "new"}))
+    return StageResult(counts)

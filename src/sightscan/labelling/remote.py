@@ -7,6 +7,8 @@ new city, `/existing` for a supported one), with the operator's API key.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -16,7 +18,7 @@ from sightscan.cities import normalise_city
 from sightscan.config import Settings
 from sightscan.errors import ConfigurationError, InvalidInputError
 from sightscan.http import decode_json, make_client, request_with_retries
-from sightscan.pipeline import Scheduler
+from sightscan.pipeline import Scheduler, Stage
 
 
 class RemoteLabelling:
@@ -36,12 +38,18 @@ class RemoteLabelling:
             )
         self._base = base_url.rstrip("/")
         self._key = api_key
+        self._owns_client = client is None
         self._client = client or make_client()
         self._retries = retries
 
-    def submit(self, stage: str, city: str, **options: Any) -> int | None:
+    def close(self) -> None:
+        """Close the HTTP client if this object opened it."""
+        if self._owns_client:
+            self._client.close()
+
+    def submit(self, stage: Stage, city: str, **options: Any) -> int | None:
         """Queue labelling of `city` at the ILS; its job id, or None when one is queued there."""
-        if stage != "label":
+        if stage != Stage.LABEL:
             raise InvalidInputError(
                 f"the remote labelling service runs `label` only, not {stage!r}"
             )
@@ -60,9 +68,18 @@ class RemoteLabelling:
         return int(job_id) if job_id is not None else None
 
 
-def labelling_scheduler(settings: Settings, local: Scheduler) -> Scheduler:
-    """Where `label` work goes: the remote ILS when ILS_PUBLIC_ENDPOINT_URL is set, else `local`."""
+@contextmanager
+def labelling_scheduler(settings: Settings, local: Scheduler) -> Iterator[Scheduler]:
+    """Where `label` work goes: the remote ILS when ILS_PUBLIC_ENDPOINT_URL is set, else `local`.
+
+    A remote one holds an HTTP client, closed when the block ends.
+    """
     if not settings.ils_public_endpoint_url:
-        return local
+        yield local
+        return
     key = settings.sightscan_api_key.get_secret_value() if settings.sightscan_api_key else None
-    return RemoteLabelling(settings.ils_public_endpoint_url, key)
+    remote = RemoteLabelling(settings.ils_public_endpoint_url, key)
+    try:
+        yield remote
+    finally:
+        remote.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from sightscan.client import warehouse_detector
 from sightscan.detections import Label
@@ -19,7 +18,7 @@ from sightscan.errors import InvalidImageError, NotFoundError, QuotaExceededErro
 from sightscan.labelling.base import Labeller, LabellingItem
 from sightscan.labelling.factory import make_labeller
 from sightscan.labelling.weak import WeakLabeller
-from sightscan.pipeline import Heartbeat
+from sightscan.pipeline import FollowUp, Stage, StageResult, StageRun, needs_training
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city, reserve_vision_call
 from sightscan.warehouse.images import StoredImage, set_labels, unlabelled_images
@@ -83,14 +82,14 @@ def label_image(
     return (outcome if labels else "unlabellable"), labels
 
 
-def run_label_stage(
-    warehouse: Warehouse,
-    city: str,
-    options: dict[str, Any],
-    beat: Heartbeat,
-) -> dict[str, Any]:
-    """Label every unlabelled photo of `city`; queue training when the city is ready."""
+def run_label_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
+    """Label every unlabelled photo of `city`; training follows when the city is ready.
+
+    Each photo's labels are stored in a transaction that first checks the job attempt's
+    fence, so a worker that lost its job to a newer attempt stores nothing more.
+    """
     settings = warehouse.settings
+    city = run.city
     with warehouse.transaction() as session:
         city_id = find_city(session, city).id
     labeller, weak = make_city_labeller(warehouse, city, city_id)
@@ -102,8 +101,10 @@ def run_label_stage(
         if not batch:
             break
         for image in batch:
+            run.check_stop()
             outcome, labels = label_image(warehouse, image, city, labeller, weak, source)
             with warehouse.transaction() as session:
+                run.fence(session)
                 if labels:
                     set_labels(
                         session,
@@ -120,19 +121,13 @@ def run_label_stage(
                     detail=", ".join(label.name for label in labels),
                 )
             counts[outcome] = counts.get(outcome, 0) + 1
-        beat(dict(counts))
-    if not counts and options.get("mode") == "existing":
+        run.beat(dict(counts))
+    if not counts and run.options.get("mode") == "existing":
         raise NotFoundError(f"{city} has no unlabelled photos")
     with warehouse.transaction() as session:
         refresh_marts(session)
-        from sightscan.refresher import needs_training
-
-        ready = [
-            c
+        ready = any(
+            c.city_id == city_id and needs_training(session, c, settings)
             for c in city_overview(session)
-            if c.city_id == city_id and needs_training(session, c, settings)
-        ]
-    result: dict[str, Any] = dict(counts)
-    if ready:
-        result["next_stage"] = "train"
-    return result
+        )
+    return StageResult(dict(counts), FollowUp(Stage.TRAIN) if ready else None)

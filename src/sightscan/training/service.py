@@ -21,7 +21,7 @@ from rich.table import Table
 from sightscan.client import warehouse_detector
 from sightscan.detections import Box, Label
 from sightscan.errors import ModelFormatError
-from sightscan.pipeline import Heartbeat
+from sightscan.pipeline import Fence, StageResult, StageRun
 from sightscan.training.backends import select_trainer
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
@@ -142,8 +142,13 @@ def train_city(
     *,
     progress: bool = False,
     on_progress: Callable[[TrainProgress], None] | None = None,
+    fence: Fence | None = None,
 ) -> TrainResult:
-    """Train a city's next model and publish it when it is not worse than the current one."""
+    """Train a city's next model and publish it when it is not worse than the current one.
+
+    `fence` (a queued job's attempt) is checked in the publishing transaction: an attempt
+    that lost its job to a newer one publishes nothing.
+    """
     settings = warehouse.settings
     with warehouse.transaction() as session:
         refresh_marts(session)
@@ -185,6 +190,8 @@ def train_city(
         return TrainResult(city_name, False, None, trained.metrics, previous, counts, reason)
     labelled = sum(1 for image in images if image.labels)
     with warehouse.transaction() as session:
+        if fence is not None:
+            fence(session)  # before the report blob: a stale attempt writes nothing
         latest = latest_model_version(session, city_id=city_id)
         version = (latest.version if latest else 0) + 1
         report_key = warehouse.blobs.put(trained.report_png) if trained.report_png else None
@@ -203,6 +210,7 @@ def train_city(
             metadata=metadata,
             metrics=trained.metrics.as_dict(),
             labelled_images=labelled,
+            fence=fence,
         )
         refresh_marts(session)
     return TrainResult(city_name, True, published.version, trained.metrics, previous, counts)
@@ -224,18 +232,19 @@ def _evaluate_current(warehouse: Warehouse, city: str, training_set: Any) -> Met
     )
 
 
-def run_train_stage(
-    warehouse: Warehouse,
-    city: str,
-    options: dict[str, Any],
-    beat: Heartbeat,
-) -> dict[str, Any]:
-    """The queue task's body: train with progress reported as the job's counts."""
+def run_train_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
+    """The queue task's body: train with progress reported as the job's counts.
+
+    The stop flag is checked at every training step, so a stopping worker ends within
+    seconds (its job is queued again); publishing goes through the attempt's fence.
+    """
     last = [0.0]
 
     def report(event: TrainProgress) -> None:
+        run.check_stop()
         if time.monotonic() - last[0] > 5:
             last[0] = time.monotonic()
-            beat({"epoch": event.epoch, "epochs": event.epochs, "loss": round(event.loss, 4)})
+            run.beat({"epoch": event.epoch, "epochs": event.epochs, "loss": round(event.loss, 4)})
 
-    return train_city(warehouse, city, on_progress=report).as_counts()
+    result = train_city(warehouse, run.city, on_progress=report, fence=run.fence)
+    return StageResult(result.as_counts())

@@ -10,12 +10,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sightscan.errors import InvalidInputError, NotFoundError
+from sightscan.errors import NotFoundError
 from sightscan.warehouse._sql import rowcount
 from sightscan.warehouse.models import City, Job, LabellingLog, utcnow
 
-STAGES = ("crawl", "label", "train", "refresh")
-STATES = ("queued", "running", "done", "failed")
+ACTIVE = ("queued", "running")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +52,10 @@ class JobView:
 def create_job(
     session: Session, *, city_id: int, stage: str, options: dict[str, Any] | None = None
 ) -> int | None:
-    """Record a queued job; its id, or None when this city and stage already has an active one."""
-    if stage not in STAGES:
-        raise InvalidInputError(f"expected stage in {STAGES}, got {stage!r}")
+    """Record a queued job; its id, or None when this city and stage already has an active one.
+
+    Stage names are checked by the caller (`sightscan.pipeline.Stage`), not here.
+    """
     if active_job(session, city_id=city_id, stage=stage) is not None:
         return None
     try:
@@ -97,14 +97,38 @@ def claim_job(session: Session, job_id: int) -> bool:
     return rowcount(result) == 1
 
 
-def heartbeat(session: Session, job_id: int, *, counts: dict[str, Any] | None = None) -> None:
+def hold_attempt(session: Session, job_id: int, *, attempt: int) -> bool:
+    """Whether `attempt` still runs the job; True also refreshes its heartbeat and locks the row.
+
+    The job attempt is the fencing token: writes of a stage (a version, labels, the end of
+    the job) call this first in their own transaction and write nothing when it is False.
+    """
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == "running", Job.attempts == attempt)
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) == 1
+
+
+def heartbeat(
+    session: Session,
+    job_id: int,
+    *,
+    counts: dict[str, Any] | None = None,
+    attempt: int | None = None,
+) -> None:
     """Show that a running job is alive (and optionally its progress counts)."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if counts is not None:
         values["counts"] = counts
+    condition = (Job.id == job_id) & (Job.state == "running")
+    if attempt is not None:  # a stale attempt must not keep a newer attempt's job alive
+        condition &= Job.attempts == attempt
     session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.state == "running")
+        .where(condition)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -112,17 +136,16 @@ def heartbeat(session: Session, job_id: int, *, counts: dict[str, Any] | None = 
 
 def requeue_stale_jobs(session: Session, *, older_than: datetime) -> list[int]:
     """Running jobs whose worker stopped beating before `older_than`: queue them again."""
-    stale = list(
-        session.scalars(select(Job.id).where(Job.state == "running", Job.heartbeat_at < older_than))
+    # One conditional UPDATE: a job whose attempt holds its row (publishing) is re-checked
+    # after that transaction and left alone, as its heartbeat is then fresh.
+    result = session.execute(
+        update(Job)
+        .where(Job.state == "running", Job.heartbeat_at < older_than)
+        .values(state="queued", reason="worker stopped; queued again")
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
     )
-    if stale:
-        session.execute(
-            update(Job)
-            .where(Job.id.in_(stale))
-            .values(state="queued", reason="worker stopped; queued again")
-            .execution_options(synchronize_session=False)
-        )
-    return stale
+    return sorted(result.scalars())
 
 
 def queued_jobs(session: Session, *, older_than: datetime) -> list[JobView]:
@@ -173,25 +196,26 @@ def fail_job(
     reason: str,
     counts: dict[str, Any] | None = None,
     final: bool = True,
-) -> None:
-    """Mark a job failed (final) or queued again for a retry, with the reason."""
+    attempt: int | None = None,
+) -> bool:
+    """Mark a job failed (final) or queued again, with the reason; with `attempt`, only if
+    that attempt still runs it. False when nothing changed (NotFoundError: no such job)."""
     values: dict[str, Any] = {"state": "failed" if final else "queued", "reason": reason[:2000]}
     if final:
         values["finished_at"] = utcnow()
     if counts is not None:
         values["counts"] = counts
-    _update(session, job_id, **values)
-
-
-def _update(session: Session, job_id: int, **values: Any) -> None:
+    condition = Job.id == job_id
+    if attempt is not None:
+        condition &= (Job.state == "running") & (Job.attempts == attempt)
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        update(Job).where(condition).values(**values).execution_options(synchronize_session=False)
     )
-    if rowcount(result) != 1:
+    if rowcount(result) == 1:
+        return True
+    if session.get(Job, job_id) is None:
         raise NotFoundError(f"no job {job_id}")
+    return False
 
 
 def list_jobs(session: Session, *, city: str | None = None, limit: int = 100) -> list[JobView]:
@@ -223,9 +247,20 @@ def active_job(session: Session, *, city_id: int, stage: str) -> int | None:
     """The id of a queued or running job of this city and stage, if any."""
     return session.scalar(
         select(Job.id)
-        .where(Job.city_id == city_id, Job.stage == stage, Job.state.in_(("queued", "running")))
+        .where(Job.city_id == city_id, Job.stage == stage, Job.state.in_(ACTIVE))
         .order_by(Job.id.desc())
         .limit(1)
+    )
+
+
+def active_stages(session: Session, *, city_id: int) -> list[str]:
+    """The stages of the city that have a queued or running job."""
+    return sorted(
+        set(
+            session.scalars(
+                select(Job.stage).where(Job.city_id == city_id, Job.state.in_(ACTIVE))
+            )
+        )
     )
 
 

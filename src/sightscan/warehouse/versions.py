@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +38,18 @@ def add_model_version(
     metadata: dict[str, Any],
     metrics: dict[str, Any],
     labelled_images: int = 0,
+    fence: Callable[[Session], None] | None = None,
 ) -> ModelVersion:
     """Store the model blob, then its row as the city's next version.
 
-    The blob is written before the row, so a crash leaves at most an unreferenced blob,
-    never a version without bytes; (city, version) is unique, so two publishers cannot
-    both take the same number: the loser's transaction fails and nothing of it remains.
+    `fence` (a job attempt's, see sightscan.pipeline) runs first in the same transaction
+    and refuses a publisher whose job was taken over. The blob is written (durably) before
+    the row, so a crash leaves at most an unreferenced blob, never a version without bytes;
+    (city, version) is unique, so two publishers cannot both take the same number: the
+    loser's transaction fails and nothing of it remains.
     """
+    if fence is not None:
+        fence(session)
     city_row = get_or_create_city(session, city)
     blob_key = store.put(model_bytes)
     now = utcnow()

@@ -28,6 +28,7 @@ from sightscan.api.schemas import (
 from sightscan.api.uploads import read_photo_upload
 from sightscan.detections import Label
 from sightscan.errors import InvalidInputError
+from sightscan.pipeline import Stage
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import request_city
 from sightscan.warehouse.images import NewImage, add_image
@@ -118,7 +119,7 @@ def add_city(
         )
     job_id = None
     if result.crawl_started or force:
-        job_id = scheduler.submit("crawl", result.city)
+        job_id = scheduler.submit(Stage.CRAWL, result.city)
     return {
         "city": result.city,
         "requests": result.count,

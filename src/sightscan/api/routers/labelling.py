@@ -16,7 +16,7 @@ from sightscan.api.deps import ApiKeyRequired, CityDep, SchedulerDep, WarehouseD
 from sightscan.api.schemas import ErrorOut, LabelJobOut, LogOut
 from sightscan.cities import normalise_city
 from sightscan.errors import NotFoundError
-from sightscan.pipeline import Scheduler
+from sightscan.pipeline import Scheduler, Stage
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
 from sightscan.warehouse.jobs import labelling_log
@@ -55,7 +55,7 @@ def _queue_labelling(
     with warehouse.transaction() as session:
         if not _has_images(session, city):
             raise NotFoundError(f"no images of {city!r} to label")
-    return {"city": city, "mode": mode, "job_id": scheduler.submit("label", city, mode=mode)}
+    return {"city": city, "mode": mode, "job_id": scheduler.submit(Stage.LABEL, city, mode=mode)}
 
 
 @router.post(
