@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +120,58 @@ def test_settings_default_to_a_local_store_in_the_data_dir(tmp_path: Path) -> No
 def test_unknown_backend_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="SIGHTSCAN_BLOB_URL"):
         BlobStore("nosuchprotocol://bucket/prefix")
+
+
+# ---------------------------------------------------------------- durability (local backend)
+def test_a_local_put_is_on_disk_before_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is fsynced before its rename, and the folder after it (spied, still done)."""
+    store = BlobStore(str(tmp_path / "blobs"))
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file")
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    store.put(b"durable bytes")
+
+    # new folders' entries first, then the file, the rename, and the folder of the rename
+    assert events[-3:] == ["fsync-file", "rename", "fsync-dir"]
+    assert events[:-3] and set(events[:-3]) == {"fsync-dir"}
+
+
+def _age(path: Path, seconds: float) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def test_stale_temporary_blobs_are_removed_and_stored_blobs_never(tmp_path: Path) -> None:
+    store = BlobStore(str(tmp_path / "blobs"))
+    key = store.put(b"a stored photo")
+    stored = Path(store.root) / key[:2] / key[2:4] / key
+    crashed = stored.with_name(f"{key}.0123abcd.tmp")  # a write that a crash interrupted
+    crashed.write_bytes(b"half")
+    fresh = stored.with_name(f"{key}.4567ef01.tmp")  # a write in progress right now
+    fresh.write_bytes(b"hal")
+    _age(crashed, 7200)
+    _age(stored, 7200)
+
+    assert store.remove_stale_temporaries(3600) == 1
+
+    assert not crashed.exists()
+    assert fresh.exists()
+    assert store.get(key) == b"a stored photo"
+
+
+def test_removing_stale_temporaries_keeps_every_stored_blob(store: BlobStore) -> None:
+    key = store.put(b"kept")
+    assert store.remove_stale_temporaries(0) == 0
+    assert store.get(key) == b"kept"

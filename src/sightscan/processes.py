@@ -34,7 +34,7 @@ CHILD_STOP_SECONDS = 30
 PR_SET_PDEATHSIG = 1
 
 
-class _Consumer(Consumer):  # type: ignore[misc]
+class _Consumer(Consumer):
     """Huey's consumer with every stop signal graceful (and SIGHUP a stop, not a restart).
 
     Graceful: the running task sees the stop flag and ends within seconds, so its job is
