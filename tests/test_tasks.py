@@ -21,6 +21,7 @@ from fakes.overpass import INTERPRETER_PATH
 from fakes.server import FakeServer, Reply, fake_server  # noqa: F401  (fixture)
 from pipeline.photos import write_photo_folder
 from sightscan.config import load_settings
+from sightscan.pipeline import Stage
 from sightscan.tasks import HueyScheduler
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import request_city
@@ -264,3 +265,45 @@ def test_the_main_queue_stages_never_import_torch() -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- stopping workers
+def test_a_stage_told_to_stop_queues_its_job_again_for_the_next_worker(
+    scheduler: HueyScheduler, tmp_path: Path,
+) -> None:
+    folder = write_photo_folder(tmp_path / "photos", per_sight=2, size=64)
+    request(scheduler, "Testville", photo_folder=str(folder))
+    job_id = scheduler.submit(Stage.CRAWL, "Testville")
+    assert job_id is not None
+    message = take(scheduler)
+    scheduler.queues.stop.set()  # the worker got SIGTERM
+
+    execute(scheduler, message)
+
+    stopped = job(scheduler, job_id)
+    assert (stopped.state, stopped.attempts, stopped.reason) == (
+        "queued", 1, "worker stopped; queued again")
+    assert messages(scheduler) == [("sightscan.crawl", job_id)]  # not in a retry schedule
+    assert [j.stage for j in jobs(scheduler)] == ["crawl"]
+
+    scheduler.queues.stop.clear()  # the next worker
+    execute(scheduler, take(scheduler))
+    done = job(scheduler, job_id)
+    assert (done.state, done.attempts, done.counts["stored"]) == ("done", 2, 6)
+
+
+def test_a_finished_label_stage_queues_training_when_the_city_is_ready(
+    make_scheduler: Callable[..., HueyScheduler], tmp_path: Path,
+) -> None:
+    scheduler = make_scheduler(min_labelled_images_needed_for_training=4)
+    folder = write_photo_folder(tmp_path / "photos", per_sight=2, size=64)
+    request(scheduler, "Testville", photo_folder=str(folder))
+    assert scheduler.submit(Stage.CRAWL, "Testville") is not None
+    execute(scheduler, take(scheduler))  # crawl -> label queued
+
+    execute(scheduler, take(scheduler))  # label -> train queued
+
+    assert [(j.stage, j.state) for j in jobs(scheduler)] == [
+        ("train", "queued"), ("label", "done"), ("crawl", "done")]
+    assert [name for name, _ in messages(scheduler)] == ["sightscan.train"]
+    assert "next_stage" not in job(scheduler, jobs(scheduler)[1].id).counts
