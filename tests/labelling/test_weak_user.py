@@ -1,4 +1,4 @@
-"""Weak labels from the crawl, user labels, and the labeller factory."""
+"""Weak labels from the crawl and the labeller factory (user labels: tests/api, the upload)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import pytest
 
 from fakes.images import jpeg_bytes
 from sightscan.detections import Box, Detection, Label
-from sightscan.errors import ConfigurationError, InvalidInputError
+from sightscan.errors import ConfigurationError
 from sightscan.labelling.base import LabellingItem
 from sightscan.labelling.factory import make_labeller
-from sightscan.labelling.user import UserLabeller, parse_user_labels
 from sightscan.labelling.vision import VisionLabeller
 from sightscan.labelling.weak import WeakLabeller
 
@@ -49,31 +48,6 @@ def test_the_model_boxes_the_sight_when_it_finds_it() -> None:
 def test_no_box_when_the_model_finds_only_other_sights_or_weak_ones() -> None:
     detect = detector(Detection("Reichstag", 0.9, BOX), Detection("Brandenburg Gate", 0.1, BOX))
     assert WeakLabeller(detect).label(ITEM) == [Label("Brandenburg Gate")]
-
-
-def test_user_labels_are_validated_and_passed_through() -> None:
-    labels = parse_user_labels([
-        {"label": "Brandenburg Gate", "box": [0.1, 0.2, 0.5, 0.9]},
-        {"name": "Reichstag", "box": {"ulx": 0, "uly": 0, "lrx": 0.5, "lry": 0.5}},
-        {"label": "TV Tower", "box": None},
-    ])
-    assert UserLabeller(labels).label(ITEM) == [Label("Brandenburg Gate", BOX),
-                                                Label("Reichstag", Box(0, 0, 0.5, 0.5)),
-                                                Label("TV Tower")]
-
-
-@pytest.mark.parametrize("raw", [
-    [{"label": "X", "box": [0.5, 0.5, 0.1, 0.1]}],
-    [{"label": "X", "box": [0, 0, 2, 1]}],
-    [{"label": "X", "box": [0, 0, "1", 1]}],
-    [{"label": "", "box": None}],
-    [{"box": [0, 0, 1, 1]}],
-    ["X"],
-    {"label": "X"},
-])
-def test_bad_user_labels_are_refused(raw: object) -> None:
-    with pytest.raises(InvalidInputError):
-        parse_user_labels(raw)  # type: ignore[arg-type]
 
 
 def test_the_factory_builds_each_labeller() -> None:

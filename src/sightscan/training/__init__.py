@@ -1,7 +1,7 @@
 """MTS: clean labels, assemble a training set, train, evaluate and export a detector (ONNX).
 
-Public names are imported lazily, so `sightscan.training.names` (used by labelling) does
-not pull in torch.
+Public names are imported lazily: importing the package (or a torch-free module such as
+`sightscan.training.names`) does not pull in torch; only the name you use loads its module.
 """
 
 from __future__ import annotations

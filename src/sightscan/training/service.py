@@ -126,7 +126,7 @@ def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingIma
     return images
 
 
-def train_config(warehouse: Warehouse, city: str) -> TrainConfig:
+def train_config(warehouse: Warehouse) -> TrainConfig:
     """The training configuration from the settings (MTS_EPOCHS, IS_MTS_GPU_ENABLED)."""
     settings = warehouse.settings
     return TrainConfig(
@@ -166,7 +166,7 @@ def train_city(
         val_fraction=VAL_FRACTION,
         decode_size=DECODE_SIZE,
     )
-    config = train_config(warehouse, city_name)
+    config = train_config(warehouse)
     if progress and on_progress is None:
         with console_progress(f"training {city_name}") as bar:
             trained = train(training_set, config, bar, city=city_name)
