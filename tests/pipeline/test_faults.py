@@ -177,7 +177,8 @@ def test_a_training_worker_paused_past_the_stale_time_cannot_publish_when_it_wak
 
     done = pipeline.wait_for_done()
     assert (done["id"], done["attempts"]) == (running["id"], 2)
-    wait_for(lambda: "attempt 1 is no longer current" in paused.log(tail=10**6), timeout=240,
+    refused = "attempt 1 is no longer current; nothing written"  # the fence, at publication
+    wait_for(lambda: refused in paused.log(tail=10**6), timeout=240,
              interval=1, what="the woken attempt to be refused", on_timeout=pipeline.processes.logs)
     assert paused.alive(), paused.log()  # refused, not crashed
     assert_one_version_from_the_train_job(pipeline, done)

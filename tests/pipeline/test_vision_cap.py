@@ -21,6 +21,7 @@ from fakes.server import FakeServer, Reply, fake_server  # noqa: F401  (fixture)
 from fakes.vision import ANNOTATE_PATH, landmark, vision_handler
 from sightscan.config import Settings, load_settings
 from sightscan.labelling.service import run_label_stage
+from sightscan.pipeline import StageRun
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city, vision_calls_made
 from sightscan.warehouse.images import NewImage, add_image, labels_of
@@ -77,7 +78,7 @@ def test_two_parallel_label_stages_make_exactly_the_capped_number_of_vision_call
         def stage(warehouse: Warehouse) -> None:
             try:
                 barrier.wait()
-                run_label_stage(warehouse, "TESTVILLE", {"mode": "new"}, lambda _counts: None)
+                run_label_stage(warehouse, StageRun("TESTVILLE", {"mode": "new"}))
             except BaseException as exc:  # reported by the test thread
                 errors.append(exc)
 
