@@ -12,7 +12,11 @@ pytest.importorskip("torch", reason="the training extra is not installed")
 
 from sightscan.detections import Box, Label  # noqa: E402
 from sightscan.training.dataset import TrainingImage  # noqa: E402
-from sightscan.training.negatives import background_box, background_crops  # noqa: E402
+from sightscan.training.negatives import (  # noqa: E402
+    background_box,
+    background_crops,
+    folder_negatives,
+)
 
 
 def _photo_with_red_tower(box: Box, size: tuple[int, int] = (200, 160)) -> bytes:
@@ -53,3 +57,17 @@ def test_photos_with_an_unboxed_label_give_no_crop_and_the_limit_holds() -> None
              for i in range(2, 6)]
     crops = background_crops([unboxed, *boxed], limit=2)
     assert [c.key for c in crops] == ["2:background", "3:background"]
+
+
+def test_everyday_photos_from_a_folder_are_unlabelled_negatives_spread_over_the_pool(
+        tmp_path) -> None:
+    data = _photo_with_red_tower(Box(0.1, 0.1, 0.2, 0.3))
+    (tmp_path / "street").mkdir()
+    for i in range(6):
+        (tmp_path / "street" / f"{i}.png").write_bytes(data)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    picked = folder_negatives(tmp_path, limit=3)
+    assert [p.key for p in picked] == ["everyday:street/0.png", "everyday:street/2.png",
+                                       "everyday:street/4.png"]
+    assert all(p.labels == [] and p.load() == data for p in picked)
+    assert folder_negatives(tmp_path / "missing", limit=3) == []

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     sightscan_log_level: str = "INFO"
     sightscan_trainer: str = "efficientnet"  # efficientnet | yolo (extra `yolo`)
     sightscan_yolo_weights: str = "yolo11n.pt"
+    # folder of everyday photos (no sight of any city), negatives for every city's training
+    sightscan_negatives_dir: Path | None = None
 
     @field_validator("database_url")
     @classmethod

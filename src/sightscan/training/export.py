@@ -20,6 +20,7 @@ import torch
 
 from sightscan.errors import TrainingError
 from sightscan.training.model import BACKBONE, BACKBONE_LICENSE, ExportWrapper, SightNet
+from sightscan.training.rejection import DISABLED, GateModule
 
 METADATA_KEY = "sightscan"
 MODEL_FORMAT = "sightscan-detector"
@@ -27,6 +28,7 @@ FORMAT_VERSION = 1
 OPSET = 17
 MAX_MODEL_BYTES = 20_000_000
 PARITY_TOLERANCE = 2e-3
+REJECTION_INITIALIZER = "gate.rejection_threshold"  # the buffer's name in the ONNX graph
 
 
 def input_spec(image_size: int) -> dict[str, Any]:
@@ -85,9 +87,29 @@ def read_metadata(model_bytes: bytes) -> dict[str, Any]:
     raise TrainingError("the ONNX model has no SightScan metadata")
 
 
-def export_onnx(net: SightNet, metadata: dict[str, Any], *, check_parity: bool = True) -> bytes:
+def set_rejection_threshold(model_bytes: bytes, thresholds: float | list[float]) -> bytes:
+    """The model with its open-set gate moved (one value or one per sight; -2 lets all through).
+
+    An operator can trade clean everyday photos against kept sight photos without retraining;
+    the metadata's `rejection.thresholds` follows.
+    """
+    model = onnx.load_from_string(model_bytes)
+    found = [t for t in model.graph.initializer if t.name == REJECTION_INITIALIZER]
+    if not found:
+        raise TrainingError("the model has no open-set gate (trained before it existed?)")
+    current = onnx.numpy_helper.to_array(found[0])
+    values = np.broadcast_to(np.asarray(thresholds, np.float32), current.shape).copy()
+    found[0].CopyFrom(onnx.numpy_helper.from_array(values, REJECTION_INITIALIZER))
+    updated = model.SerializeToString()
+    metadata = read_metadata(updated)
+    metadata.setdefault("rejection", {})["thresholds"] = [round(float(v), 4) for v in values]
+    return set_metadata(updated, metadata)
+
+
+def export_onnx(net: SightNet, metadata: dict[str, Any], *, check_parity: bool = True,
+                gate: GateModule | None = None) -> bytes:
     """Export the client graph, check it (checker, size, parity with torch), embed metadata."""
-    wrapper = ExportWrapper(net).eval().cpu()
+    wrapper = ExportWrapper(net, gate).eval().cpu()
     size = net.image_size
     example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
     buffer = io.BytesIO()
@@ -109,8 +131,19 @@ def export_onnx(net: SightNet, metadata: dict[str, Any], *, check_parity: bool =
     if len(model_bytes) > MAX_MODEL_BYTES:
         raise TrainingError(
             f"expected a model under {MAX_MODEL_BYTES} bytes, got {len(model_bytes)}")
+    initializers = {t.name for t in onnx.load_from_string(model_bytes).graph.initializer}
+    if gate is not None and REJECTION_INITIALIZER not in initializers:
+        raise TrainingError("the exported graph lost the open-set gate's threshold")
     if check_parity:
-        _check_parity(wrapper, model_bytes, size)
+        if gate is None:
+            _check_parity(wrapper, model_bytes, size)
+        else:  # random pixels would be rejected: check the graph with the gate open
+            saved = gate.rejection_threshold.clone()
+            gate.rejection_threshold.fill_(DISABLED)
+            try:
+                _check_parity(wrapper, set_rejection_threshold(model_bytes, DISABLED), size)
+            finally:
+                gate.rejection_threshold.copy_(saved)
     return model_bytes
 
 

@@ -156,6 +156,19 @@ class SightNet(nn.Module):
 
     def forward_from_frozen(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trainable rest of the network, from `frozen_features` output to the raw maps."""
+        logits, log_dist, _ = self._rest(x)
+        return logits, log_dist
+
+    def forward_with_embedding(self, pixels: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like `forward`, plus the photo's embedding (pooled stride-32 features) [B, 320]."""
+        return self._rest(self.frozen_features(pixels))
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The photo's embedding (unnormalised) for the open-set gate (rejection.py)."""
+        return self.forward_with_embedding(pixels)[2]
+
+    def _rest(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c3 = c4 = x
         for index in range(self.frozen_blocks, len(self.blocks)):
             x = self.blocks[index](x)
@@ -166,7 +179,8 @@ class SightNet(nn.Module):
         p = self.lat4(c4) + F.interpolate(self.lat5(x), size=c4.shape[-2:], mode="nearest")
         p = p + self.down3(c3)
         p = self.fuse(p)
-        return self.cls_out(self.cls_tower(p)), self.reg_out(self.reg_tower(p))
+        embedding = x.mean(dim=(2, 3))
+        return self.cls_out(self.cls_tower(p)), self.reg_out(self.reg_tower(p)), embedding
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Float NCHW 0..255 -> (class logits [B,C,H,W], log box distances [B,4,H,W])."""
@@ -192,15 +206,22 @@ def decode_boxes(log_dist: torch.Tensor) -> torch.Tensor:
 
 
 class ExportWrapper(nn.Module):
-    """Client graph: uint8 NHWC RGB [B,S,S,3] -> boxes [B,N,4] (relative xyxy), scores [B,N,C]."""
+    """Client graph: uint8 NHWC RGB [B,S,S,3] -> boxes [B,N,4] (relative xyxy), scores [B,N,C].
 
-    def __init__(self, net: SightNet) -> None:
+    With a `gate` (rejection.GateModule) a sight's scores are zeroed in photos unlike its
+    training photos; the outputs keep their names and shapes.
+    """
+
+    def __init__(self, net: SightNet, gate: nn.Module | None = None) -> None:
         super().__init__()
         self.net = net
+        self.gate = gate
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = image.permute(0, 3, 1, 2).to(torch.float32)
-        logits, log_dist = self.net(pixels)
+        logits, log_dist, embedding = self.net.forward_with_embedding(pixels)
         boxes = decode_boxes(log_dist).clamp(0.0, 1.0)
         scores = torch.sigmoid(logits).flatten(2).transpose(1, 2)
+        if self.gate is not None:
+            scores = self.gate(embedding, scores)
         return boxes, scores

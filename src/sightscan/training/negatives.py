@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 
 from sightscan.detections import Box
 from sightscan.images import open_rgb
@@ -80,3 +81,21 @@ def background_crops(images: Sequence[TrainingImage], limit: int) -> list[Traini
             TrainingImage(f"{image.key}:background", partial(_crop, image.load, boxes), [])
         )
     return crops
+
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def folder_negatives(folder: Path, limit: int) -> list[TrainingImage]:
+    """Up to `limit` everyday photos (no sight of any city) from an operator's folder.
+
+    Spread evenly over the sorted file names, so a large pool gives a varied, stable pick.
+    A missing folder gives none: it is optional (SIGHTSCAN_NEGATIVES_DIR).
+    """
+    if limit <= 0 or not folder.is_dir():
+        return []
+    paths = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and p.suffix.lower() in PHOTO_SUFFIXES)
+    step = max(1, len(paths) // limit)
+    return [TrainingImage(f"everyday:{p.relative_to(folder)}", p.read_bytes, [])
+            for p in paths[::step][:limit]]

@@ -26,7 +26,7 @@ from sightscan.training.backends import select_trainer
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import set_metadata
-from sightscan.training.negatives import background_crops
+from sightscan.training.negatives import background_crops, folder_negatives
 from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
@@ -37,6 +37,7 @@ from sightscan.warehouse.versions import add_model_version, latest_model_version
 log = logging.getLogger(__name__)
 NEGATIVES_PER_POSITIVE = 0.5
 CROPS_PER_POSITIVE = 0.25  # background crops fill up to this many negatives per photo
+EVERYDAY_PER_POSITIVE = 0.25  # photos from SIGHTSCAN_NEGATIVES_DIR, on top of the rest
 VAL_FRACTION = 0.15  # as benchmarks/detector.py, whose numbers the README reports
 DECODE_SIZE = 320
 
@@ -123,6 +124,9 @@ def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingIma
     crops_wanted = int(len(rows) * CROPS_PER_POSITIVE) - len(negatives)
     if crops_wanted > 0:
         images += background_crops(positives, crops_wanted)
+    everyday_dir = warehouse.settings.sightscan_negatives_dir
+    if everyday_dir is not None:  # everyday scenes: "no sight" for every city, alone or not
+        images += folder_negatives(everyday_dir, int(len(rows) * EVERYDAY_PER_POSITIVE))
     return images
 
 

@@ -35,6 +35,7 @@ from sightscan.training.evaluation import (
 from sightscan.training.export import base_metadata, export_onnx, set_metadata
 from sightscan.training.loss import detection_loss
 from sightscan.training.model import SightNet
+from sightscan.training.rejection import GateModule, build_gate
 from sightscan.training.report import render_report
 
 logger = logging.getLogger(__name__)
@@ -329,7 +330,11 @@ def _finish(net: SightNet, history: list[dict[str, float]], training_set: Traini
             config: TrainConfig, city: str | None) -> TrainedModel:
     metadata = base_metadata(training_set.class_names, config.image_size)
     metadata["city"] = city
-    return finish_model(export_onnx(net, metadata), metadata, training_set, config, history,
+    gate, calibration = build_gate(net, training_set.train, training_set.val,
+                                   len(training_set.class_names))
+    metadata["rejection"] = gate.metadata(calibration)
+    model_bytes = export_onnx(net, metadata, gate=GateModule(gate))
+    return finish_model(model_bytes, metadata, training_set, config, history,
                         title=f"SightScan detector {city or ''}")
 
 

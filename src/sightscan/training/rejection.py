@@ -1,0 +1,173 @@
+"""Open-set rejection: no sight named in a photo that looks like none of the sight's photos.
+
+The detector's class scores only compare the city's sights with each other and with the
+negatives it saw; a photo unlike everything in training (a cat, a coffee cup, another
+city's tower) can still score high for some sight. The gate compares the photo's pooled
+backbone features (an embedding) with each sight's training photos (cosine similarity,
+nearest neighbour) and zeroes that sight's scores when the photo is not close enough to
+any of them. It needs no other city's photos: the threshold is calibrated on the city's
+own held-out photos so that at least `KEEP_RATE` of them keep their sight.
+
+The bank of embeddings and the threshold are constants inside the exported ONNX graph,
+so the Python client, the API and the browser all get the gate with the contract unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from sightscan.training.dataset import Sample
+from sightscan.training.model import SightNet
+
+KEEP_RATE = 0.97  # share of held-out sight photos that must keep their answer
+MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the spread
+MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
+DISABLED = -2.0  # a threshold under any cosine similarity: the gate lets everything through
+_NOT_THIS_CLASS = -4.0  # similarity given to other sights' bank entries
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """The embedding bank (L2-normalised rows), each row's sight, and per-sight thresholds."""
+
+    bank: np.ndarray  # float32 [M, D]
+    bank_classes: np.ndarray  # int64 [M]
+    thresholds: np.ndarray  # float32 [C]
+    centre: np.ndarray  # float32 [D], subtracted from raw embeddings before normalising
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """Raw pooled features [B, D] -> centred, L2-normalised embeddings (as in the graph)."""
+        centred = raw - self.centre
+        return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+
+    def class_similarity(self, raw: np.ndarray) -> np.ndarray:
+        """[B, D] raw pooled features -> [B, C] best cosine similarity to each sight."""
+        sims = self.normalise(raw) @ self.bank.T
+        out = np.full((len(raw), len(self.thresholds)), _NOT_THIS_CLASS, np.float32)
+        for c in range(len(self.thresholds)):
+            rows = self.bank_classes == c
+            if rows.any():
+                out[:, c] = sims[:, rows].max(axis=1)
+        return out
+
+    def metadata(self, calibration: dict[str, Any]) -> dict[str, Any]:
+        """What the model metadata says about the gate."""
+        return {
+            "method": "cosine nearest neighbour of the pooled stride-32 features to each "
+                      "sight's training photos; a sight's scores are zeroed below its threshold",
+            "bank_size": int(len(self.bank)),
+            "embedding_dim": int(self.bank.shape[1]),
+            "thresholds": [round(float(t), 4) for t in self.thresholds],
+            "keep_rate_target": KEEP_RATE,
+            **calibration,
+        }
+
+
+class GateModule(torch.nn.Module):
+    """The gate as graph constants: scores [B, N, C] * (similarity to sight c >= threshold c)."""
+
+    bank: torch.Tensor
+    mask: torch.Tensor
+    centre: torch.Tensor
+    rejection_threshold: torch.Tensor
+
+    def __init__(self, gate: Gate) -> None:
+        super().__init__()
+        classes = len(gate.thresholds)
+        mask = np.zeros((len(gate.bank), classes), np.float32)
+        mask[np.arange(len(gate.bank)), gate.bank_classes] = 1.0
+        self.register_buffer("bank", torch.from_numpy(gate.bank.T.copy()))  # [D, M]
+        self.register_buffer("mask", torch.from_numpy(mask))  # [M, C]
+        self.register_buffer("centre", torch.from_numpy(gate.centre.reshape(1, -1).copy()))
+        # one named initializer, so operators can move it without retraining (export.py)
+        self.register_buffer("rejection_threshold",
+                             torch.from_numpy(gate.thresholds.astype(np.float32)))
+
+    def forward(self, embedding: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        sims = F.normalize(embedding - self.centre, dim=1) @ self.bank  # [B, M]
+        per_class = sims.unsqueeze(-1) * self.mask + (self.mask - 1.0) * -_NOT_THIS_CLASS
+        best = per_class.max(dim=1).values  # [B, C]
+        keep = (best >= self.rejection_threshold).to(scores.dtype)
+        return scores * keep.unsqueeze(1)
+
+
+def embed_pixels(net: SightNet, pixels: Sequence[np.ndarray], batch_size: int = 32
+                 ) -> np.ndarray:
+    """uint8 RGB arrays -> raw pooled features [B, D], each stretched to the model size."""
+    size = net.image_size
+    out: list[np.ndarray] = []
+    net.eval()
+    with torch.no_grad():
+        for start in range(0, len(pixels), batch_size):
+            chunk = [_stretch(p, size) for p in pixels[start:start + batch_size]]
+            batch = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float()
+            out.append(net.embed(batch).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def _stretch(pixels: np.ndarray, size: int) -> np.ndarray:
+    if pixels.shape[:2] == (size, size):
+        return pixels
+    resized = Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def k_centres(points: np.ndarray, k: int) -> list[int]:
+    """Greedy farthest-point choice of k rows (covers the class better than a random pick)."""
+    if len(points) <= k:
+        return list(range(len(points)))
+    chosen = [0]
+    dist = 1.0 - points @ points[0]
+    for _ in range(k - 1):
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, 1.0 - points @ points[nxt])
+    return sorted(chosen)
+
+
+def build_gate(net: SightNet, train: Sequence[Sample], val: Sequence[Sample], num_classes: int
+               ) -> tuple[Gate, dict[str, Any]]:
+    """Bank from the training photos; thresholds calibrated on the held-out `val` photos."""
+    raw = embed_pixels(net, [s.pixels for s in train])
+    # Centring on all training photos (negatives too) removes the direction every photo
+    # shares, which otherwise puts every cosine similarity near 1.
+    centre = raw.mean(axis=0).astype(np.float32)
+    positives = [s for s in train if s.classes]
+    unit = Gate(raw[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre)
+    emb = unit.normalise(raw[[i for i, s in enumerate(train) if s.classes]])
+    rows: list[int] = []
+    row_classes: list[int] = []
+    for c in range(num_classes):
+        members = [i for i, s in enumerate(positives) if c in s.classes]
+        picked = k_centres(emb[members], MAX_PER_CLASS) if members else []
+        rows += [members[i] for i in picked]
+        row_classes += [c] * len(picked)
+    bank = emb[rows].astype(np.float32)
+    gate = Gate(bank, np.array(row_classes, np.int64),
+                np.full(num_classes, DISABLED, np.float32), centre)
+    val_pos = [s for s in val if s.classes]
+    if not val_pos:
+        return gate, {"calibrated_on": 0, "note": "no held-out sight photos: gate disabled"}
+    sims = gate.class_similarity(embed_pixels(net, [s.pixels for s in val_pos]))
+    true_sims = np.array([sims[i, c] for i, s in enumerate(val_pos) for c in s.classes])
+    # the k-th lowest, k = the number of photos allowed to lose their sight (0 for < 34)
+    allowed = int(len(true_sims) * (1.0 - KEEP_RATE))
+    threshold = float(np.sort(true_sims)[allowed]) - MARGIN
+    val_neg = [s for s in val if s.is_negative]
+    calibration: dict[str, Any] = {
+        "calibrated_on": len(val_pos),
+        "held_out_similarity": {"min": round(float(true_sims.min()), 4),
+                                "median": round(float(np.median(true_sims)), 4)},
+    }
+    if val_neg:
+        neg_best = gate.class_similarity(embed_pixels(net, [s.pixels for s in val_neg])).max(1)
+        calibration["held_out_negatives_rejected"] = round(float((neg_best < threshold).mean()), 4)
+    thresholds = np.full(num_classes, threshold, np.float32)
+    return Gate(bank, gate.bank_classes, thresholds, centre), calibration

@@ -1,0 +1,89 @@
+"""The open-set gate: no sight named in photos unlike every training photo of that sight."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from mts_synthetic import SHAPES, make_images
+
+from sightscan.errors import TrainingError
+from sightscan.inference import Detector
+from sightscan.training.export import (
+    REJECTION_INITIALIZER,
+    base_metadata,
+    export_onnx,
+    read_metadata,
+    set_rejection_threshold,
+)
+from sightscan.training.model import SightNet
+from sightscan.training.rejection import DISABLED, Gate, GateModule, k_centres
+
+
+def _unit(rows):
+    rows = np.asarray(rows, np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _gate(threshold=0.9):
+    bank = _unit([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0]])
+    return Gate(bank, np.array([0, 0, 1]), np.full(2, threshold, np.float32),
+                np.zeros(3, np.float32))
+
+
+def test_the_gate_zeroes_only_the_sights_the_photo_is_unlike():
+    module = GateModule(_gate())
+    scores = torch.full((2, 4, 2), 0.8)
+    near_first = torch.tensor([[2.0, 0.05, 0.0], [0.0, 0.0, 3.0]])  # sight 0; nothing known
+    gated = module(near_first, scores)
+    assert torch.equal(gated[0, :, 0], scores[0, :, 0])
+    assert torch.all(gated[0, :, 1] == 0)  # like sight 0, unlike sight 1
+    assert torch.all(gated[1] == 0)  # unlike both
+
+
+def test_the_graph_gate_and_the_numpy_gate_agree():
+    gate = _gate()
+    raw = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    module = GateModule(gate)
+    graph = module(torch.from_numpy(raw), torch.ones(5, 1, 2))[:, 0].numpy()
+    assert np.array_equal(graph, (gate.class_similarity(raw) >= 0.9).astype(np.float32))
+
+
+def test_k_centres_cover_the_spread_of_a_class():
+    points = _unit([[1, 0], [0.99, 0.01], [0.98, 0.02], [0, 1]])
+    picked = k_centres(points, 2)
+    assert 3 in picked and len(picked) == 2  # the outlier is kept, not a third near-copy
+
+
+def test_the_trained_model_carries_a_calibrated_gate(trained, synthetic_training_set):
+    rejection = trained.metadata["rejection"]
+    assert rejection["calibrated_on"] == sum(1 for s in synthetic_training_set.val if s.classes)
+    assert rejection["bank_size"] <= len(synthetic_training_set.train)
+    # every held-out sight photo keeps its sight (>= 97% of under 34 photos = all)
+    assert all(t <= rejection["held_out_similarity"]["min"] for t in rejection["thresholds"])
+    names = {t.name for t in onnx.load_from_string(trained.onnx).graph.initializer}
+    assert REJECTION_INITIALIZER in names
+
+
+def test_moving_the_threshold_rewrites_the_graph_and_the_metadata(trained):
+    opened = set_rejection_threshold(trained.onnx, DISABLED)
+    assert read_metadata(opened)["rejection"]["thresholds"] == [DISABLED] * len(SHAPES)
+    per_sight = set_rejection_threshold(trained.onnx, [0.1, 0.2, 0.3])
+    model = onnx.load_from_string(per_sight)
+    value = next(t for t in model.graph.initializer if t.name == REJECTION_INITIALIZER)
+    assert onnx.numpy_helper.to_array(value).tolist() == pytest.approx([0.1, 0.2, 0.3])
+    Detector.from_bytes(per_sight)  # still a valid SightScan model with the same contract
+
+
+def test_a_model_without_a_gate_cannot_have_its_threshold_moved():
+    net = SightNet(2, 64, pretrained=False, frozen_blocks=3).eval()
+    plain = export_onnx(net, base_metadata(["a", "b"], 64))
+    with pytest.raises(TrainingError, match="no open-set gate"):
+        set_rejection_threshold(plain, 0.5)
+
+
+def test_a_closed_gate_names_nothing_and_an_open_gate_changes_nothing(trained):
+    photos = [im.load() for im in make_images(4, 0, seed=11)]
+    closed = Detector.from_bytes(set_rejection_threshold(trained.onnx, 1.01))
+    opened = Detector.from_bytes(set_rejection_threshold(trained.onnx, DISABLED))
+    assert all(not dets for dets in closed.detect_many(photos, 0.001))
+    assert any(opened.detect_many(photos))
