@@ -34,7 +34,10 @@ export function drawScene(canvas, source, width, height, detections, { debug, na
   const context = canvas.getContext("2d");
   context.drawImage(source, 0, 0, W, H);
   const shortSide = Math.min(W, H);
-  const fontSize = clamp(Math.round(shortSide / 22), 12, 28);
+  // Sizes in screen pixels: the canvas is often shown smaller than it is (a phone).
+  const shownWidth = canvas.getBoundingClientRect().width;
+  const perScreenPixel = shownWidth > 0 ? W / shownWidth : 1;
+  const fontSize = clamp(Math.round(16 * perScreenPixel), 10, Math.max(10, Math.round(shortSide / 6)));
   context.textBaseline = "top";
   const rects = [];
   for (const { label, score, box } of detections) {
@@ -48,7 +51,7 @@ export function drawScene(canvas, source, width, height, detections, { debug, na
     let x;
     let y;
     if (debug) {
-      context.lineWidth = Math.max(2, Math.round(shortSide / 200));
+      context.lineWidth = Math.max(2, Math.round(2 * perScreenPixel));
       context.strokeStyle = ACCENT;
       context.strokeRect(x1, y1, x2 - x1, y2 - y1);
       x = x1;
@@ -56,12 +59,12 @@ export function drawScene(canvas, source, width, height, detections, { debug, na
     } else {
       const cx = (x1 + x2) / 2;
       const cy = (y1 + y2) / 2;
-      const radius = Math.max(5, Math.round(shortSide / 60));
+      const radius = Math.max(4, Math.round(7 * perScreenPixel));
       context.beginPath();
       context.arc(cx, cy, radius, 0, 2 * Math.PI);
       context.fillStyle = ACCENT;
       context.fill();
-      context.lineWidth = 2;
+      context.lineWidth = Math.max(2, Math.round(2 * perScreenPixel));
       context.strokeStyle = "#fff";
       context.stroke();
       x = cx + radius + 4;
