@@ -51,7 +51,12 @@ def create_app(
             warehouse.dispose()
 
     app = FastAPI(
-        title="SightScan", version=sightscan.__version__, description=DESCRIPTION, lifespan=lifespan
+        title="SightScan",
+        version=sightscan.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # mount_web serves /docs from local assets (no CDN)
     )
     app.state.settings = settings
     app.state.warehouse = warehouse

@@ -43,7 +43,10 @@ async function storeCall(mode, call) {
 
 export const cachedModel = (city) => storeCall("readonly", (s) => s.get(city));
 export const cachedCities = () => storeCall("readonly", (s) => s.getAllKeys());
-const saveModel = (record) => storeCall("readwrite", (s) => s.put(record));
+export const cachedModels = () => storeCall("readonly", (s) => s.getAll());
+/** Store a city's model; the record replaces the city's older version (one copy per city). */
+export const saveModel = (record) => storeCall("readwrite", (s) => s.put(record));
+export const deleteModel = (city) => storeCall("readwrite", (s) => s.delete(city));
 
 async function fetchJson(url) {
   const response = await fetch(url);
@@ -64,7 +67,8 @@ export async function loadModelBytes(city, apiBase = "/api") {
   }
   if (cached && cached.version === version) return { ...cached, source: "cache" };
   if (version < 0) throw new Error(`no model for ${city} yet`);
-  const response = await fetch(`${base}/model`);
+  // no-store: IndexedDB keeps the one copy, the HTTP cache must not keep a second.
+  const response = await fetch(`${base}/model`, { cache: "no-store" });
   if (!response.ok) throw new Error(`model download failed: HTTP ${response.status}`);
   const bytes = await response.arrayBuffer();
   const record = { city, version: Number(response.headers.get("X-Model-Version") ?? version), bytes };
