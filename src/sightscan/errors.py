@@ -48,3 +48,11 @@ class QuotaExceededError(SightScanError):
 
 class ConflictError(SightScanError):
     """A concurrent writer got there first (e.g. the same model version number)."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A request body or file is over its size limit; it was not read further."""
+
+
+class DatabaseUnavailableError(SightScanError):
+    """The warehouse database cannot be reached (down, wrong host or port, refused login)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -26,8 +25,8 @@ from sightscan.api.schemas import (
     parse_seed_labels,
 )
 from sightscan.api.uploads import read_photo_upload
+from sightscan.crawler.folder import folder_under_root
 from sightscan.detections import Label
-from sightscan.errors import InvalidInputError
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import request_city
 from sightscan.warehouse.images import NewImage, add_image
@@ -83,6 +82,7 @@ def list_cities(warehouse: WarehouseDep) -> dict[str, list[str]]:
 )
 def add_city(
     city: CityDep,
+    request: Request,
     warehouse: WarehouseDep,
     scheduler: SchedulerDep,
     settings: SettingsDep,
@@ -97,16 +97,10 @@ def add_city(
 ) -> dict[str, Any]:
     """Ask for a city; the request that reaches the threshold starts the crawl."""
     if force or source is not None:
-        check_api_key(settings, presented)
+        check_api_key(request, settings, presented)
     folder = None
     if source is not None and source.photo_folder is not None:
-        path = Path(source.photo_folder)
-        if not path.is_absolute() or not path.is_dir():
-            raise InvalidInputError(
-                "expected photo_folder to be an absolute path of a folder "
-                "on the server, with one sub-folder per sight"
-            )
-        folder = str(path.resolve())
+        folder = str(folder_under_root(source.photo_folder, settings.sightscan_photo_root))
     with warehouse.transaction() as session:
         result = request_city(
             session,
