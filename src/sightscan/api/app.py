@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import sightscan
+from sightscan.api.decoding import DecodeGate
 from sightscan.api.errors import install_error_handlers
 from sightscan.api.limits import BodyLimitMiddleware
 from sightscan.api.ratelimit import SlidingWindowLimiter
@@ -61,6 +62,10 @@ def create_app(
     app.state.rate_limiter = SlidingWindowLimiter(settings.sightscan_rate_limit_per_minute, 60.0)
     app.state.key_failures = SlidingWindowLimiter(
         settings.sightscan_api_key_failures_per_minute, 60.0
+    )
+    app.state.decode_gate = DecodeGate(
+        slots=settings.sightscan_max_concurrent_decodes,
+        pixel_budget=settings.sightscan_decode_pixel_budget,
     )
     install_error_handlers(app)
     # Added last, so outermost: no route, dependency or parser sees an oversized body.
