@@ -70,6 +70,7 @@ def run_all(warehouse: Warehouse, *, host: str, port: int) -> None:
             host=host,
             port=port,
             log_level="info",
+            proxy_headers=False,  # X-Forwarded-For: SIGHTSCAN_TRUSTED_PROXIES, in the app
         )
     finally:
         for child in children:
