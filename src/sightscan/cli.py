@@ -89,7 +89,11 @@ def api(
     warehouse = _warehouse(migrate=True)
     console.print(f"SightScan API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     uvicorn.run(
-        create_app(warehouse.settings, warehouse=warehouse), host=host, port=port, log_level="info"
+        create_app(warehouse.settings, warehouse=warehouse),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,  # X-Forwarded-For: SIGHTSCAN_TRUSTED_PROXIES, in the app
     )
 
 

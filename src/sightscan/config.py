@@ -7,6 +7,7 @@ environment.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -87,6 +88,19 @@ class Settings(BaseSettings):
     sightscan_yolo_weights: str = "yolo11n.pt"
     # folder of everyday photos (no sight of any city), negatives for every city's training
     sightscan_negatives_dir: Path | None = None
+    # --- public API hardening (harden-api)
+    # Largest body of any request that is not a photo upload (JSON), refused with 413 unread.
+    sightscan_max_json_bytes: PositiveInt = 256 * 1024
+    # Proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma separated); none by default.
+    sightscan_trusted_proxies: str = ""
+    # The only folder (and below) an operator may name as a city's `photo_folder`; none: refused.
+    sightscan_photo_root: Path | None = None
+    # Wrong API keys a client may send per minute before it gets 429.
+    sightscan_api_key_failures_per_minute: PositiveInt = 5
+    # Images the API decodes (or runs the model on) at the same time.
+    sightscan_max_concurrent_decodes: PositiveInt = 2
+    # Decoded pixels in flight across all requests of one API process (bounds its memory).
+    sightscan_decode_pixel_budget: PositiveInt = 100_000_000
 
     @field_validator("database_url")
     @classmethod
@@ -117,6 +131,28 @@ class Settings(BaseSettings):
     @classmethod
     def _known_labeller(cls, value: str) -> str:
         return _one_of(value, {"weak", "vision"})
+
+    @field_validator("sightscan_trusted_proxies")
+    @classmethod
+    def _parsable_proxies(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"expected IP addresses or CIDR ranges, got {part.strip()!r}"
+                    ) from None
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """SIGHTSCAN_TRUSTED_PROXIES as networks (a bare address is a /32 or /128)."""
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in self.sightscan_trusted_proxies.split(",")
+            if part.strip()
+        )
 
     @property
     def database_sqlalchemy_url(self) -> URL:

@@ -56,3 +56,9 @@ class StaleAttemptError(ConflictError):
 
 class StageInterrupted(SightScanError):
     """A worker was told to stop while a stage ran; the job is queued again, not failed."""
+class PayloadTooLargeError(InvalidInputError):
+    """A request body or file is over its size limit; it was not read further."""
+
+
+class DatabaseUnavailableError(SightScanError):
+    """The warehouse database cannot be reached (down, wrong host or port, refused login)."""

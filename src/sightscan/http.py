@@ -102,6 +102,39 @@ def error_detail(response: httpx.Response, limit: int = 160) -> str:
     return " ".join(detail.split())[:limit]
 
 
+MAX_REDIRECTS = 5
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+def _send(
+    client: httpx.Client, request: httpx.Request, *, stream: bool, name: str, credentials: bool
+) -> httpx.Response:
+    """Send `request`; with credentials, follow redirects only within the same origin.
+
+    httpx drops `Authorization` on a cross-origin redirect but keeps other headers, such as
+    X-API-Key: a request that carries a secret header never leaves its origin.
+    """
+    if not credentials:
+        return client.send(request, stream=stream)
+    origin = _origin(request.url)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = client.send(request, stream=stream, follow_redirects=False)
+        following = response.next_request
+        if following is None:
+            return response
+        response.close()
+        if _origin(following.url) != origin:
+            raise ExternalServiceError(
+                f"{name} redirected to {describe_url(following.url)}, another origin; "
+                "not following it with credentials (configure the final address instead)"
+            )
+        request = following
+    raise ExternalServiceError(f"{name} failed: more than {MAX_REDIRECTS} redirects")
+
+
 def request_with_retries(
     client: httpx.Client,
     method: str,
@@ -120,7 +153,9 @@ def request_with_retries(
 ) -> httpx.Response:
     """Send a request, retrying transport errors, 429 (Retry-After, capped) and 5xx.
 
-    Makes at most `retries + 1` attempts. Returns the first 2xx/3xx response; with
+    Makes at most `retries + 1` attempts. A request with a secret header (API key,
+    Authorization, cookie) follows redirects only within its origin. Returns the first
+    2xx/3xx response; with
     `stream=True` its body is unread and the caller must close it. Raises
     ExternalServiceError for other 4xx at once and after the last failed attempt.
     """
@@ -133,7 +168,7 @@ def request_with_retries(
     for attempt in range(retries + 1):
         delay: float | None = None
         try:
-            response = client.send(request, stream=stream)
+            response = _send(client, request, stream=stream, name=name, credentials=bool(secrets))
         except httpx.TimeoutException as exc:
             reason = f"timed out ({type(exc).__name__})"
         except httpx.TransportError as exc:

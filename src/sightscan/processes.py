@@ -133,7 +133,11 @@ def run_all(warehouse: Warehouse, *, host: str, port: int) -> None:
     from sightscan.api import create_app
 
     config = uvicorn.Config(
-        create_app(warehouse.settings, warehouse=warehouse), host=host, port=port, log_level="info"
+        create_app(warehouse.settings, warehouse=warehouse),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,  # X-Forwarded-For: SIGHTSCAN_TRUSTED_PROXIES, in the app
     )
     server = uvicorn.Server(config)
 

@@ -14,6 +14,12 @@ from sightscan.warehouse import Warehouse
 from sightscan.warehouse.models import City, CityRequest
 
 
+@pytest.fixture
+def settings_overrides(tmp_path: Any) -> dict[str, Any]:
+    """Operators may name photo folders under the test's temporary folder."""
+    return {"sightscan_photo_root": tmp_path}
+
+
 def city_url(name: str, suffix: str = "") -> str:
     return f"/api/cities/{quote(name, safe='')}{suffix}"
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from fakes.server import FakeServer, Reply
 from sightscan.errors import ConfigurationError, ExternalServiceError
+from sightscan.http import make_client
 from sightscan.labelling.remote import RemoteLabelling, labelling_scheduler
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.images import NewImage, add_image
@@ -56,3 +58,42 @@ def test_the_remote_service_is_used_only_when_configured(make_settings: Any) -> 
         with labelling_scheduler(make_settings(ils_public_endpoint_url="http://ils:8000",
                                                sightscan_api_key=None), local):  # type: ignore[arg-type]
             pass
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[FakeServer, FakeServer]]:
+    """Two fake services on different ports: two origins."""
+    first, second = FakeServer().start(), FakeServer().start()
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_the_api_key_is_never_sent_across_a_cross_origin_redirect(
+    servers: tuple[FakeServer, FakeServer],
+) -> None:
+    ils, elsewhere = servers
+    elsewhere.route("POST", "/api/cities/ROME", Reply(202, {"job_id": 9}))
+    ils.route("POST", "/api/cities/ROME",
+              Reply(307, headers={"Location": f"{elsewhere.url}/api/cities/ROME"}))
+    with make_client() as http:
+        remote = RemoteLabelling(ils.url, "secret-key-123", client=http, retries=0)
+        with pytest.raises(ExternalServiceError, match="another origin") as failure:
+            remote.submit("label", "Rome")
+    assert "secret-key-123" not in str(failure.value)
+    assert elsewhere.requests == []
+    assert ils.requests[0].headers["x-api-key"] == "secret-key-123"
+
+
+def test_a_same_origin_redirect_is_followed_with_the_key(
+    servers: tuple[FakeServer, FakeServer],
+) -> None:
+    ils, _ = servers
+    ils.route("POST", "/api/cities/ROME", Reply(308, headers={"Location": "/v2/api/cities/ROME"}))
+    ils.route("POST", "/v2/api/cities/ROME", Reply(202, {"job_id": 4}))
+    with make_client() as http:
+        remote = RemoteLabelling(ils.url, "secret-key-123", client=http, retries=0)
+        assert remote.submit("label", "Rome") == 4
+    assert ils.requests_to("/v2/api/cities/ROME")[0].headers["x-api-key"] == "secret-key-123"

@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import sightscan
+from sightscan.api.decoding import DecodeGate
 from sightscan.api.errors import install_error_handlers
+from sightscan.api.limits import BodyLimitMiddleware
 from sightscan.api.ratelimit import SlidingWindowLimiter
 from sightscan.api.routers import cities, detect, health, jobs, labelling, models
 from sightscan.api.routers.detect import DetectorCache
@@ -63,7 +65,20 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.detectors = DetectorCache()
     app.state.rate_limiter = SlidingWindowLimiter(settings.sightscan_rate_limit_per_minute, 60.0)
+    app.state.key_failures = SlidingWindowLimiter(
+        settings.sightscan_api_key_failures_per_minute, 60.0
+    )
+    app.state.decode_gate = DecodeGate(
+        slots=settings.sightscan_max_concurrent_decodes,
+        pixel_budget=settings.sightscan_decode_pixel_budget,
+    )
     install_error_handlers(app)
+    # Added last, so outermost: no route, dependency or parser sees an oversized body.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_file_bytes=settings.sightscan_max_upload_bytes,
+        max_other_bytes=settings.sightscan_max_json_bytes,
+    )
     # Order matters where paths overlap: GET /api/cities/logs before /api/cities/{city}.
     app.include_router(labelling.router)
     app.include_router(cities.router)

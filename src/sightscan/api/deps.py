@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, Security
@@ -66,7 +68,34 @@ def api_key_valid(settings: Settings, presented: str | None) -> bool:
     return hmac.compare_digest(presented.encode(), expected)
 
 
-def check_api_key(settings: Settings, presented: str | None) -> None:
+def operator_key(request: Request, settings: Settings, presented: str | None) -> bool:
+    """Whether the request carries the valid API key; every wrong key counts against its client.
+
+    A client that sent more wrong keys than SIGHTSCAN_API_KEY_FAILURES_PER_MINUTE within
+    the last minute gets 429 for any key, right or wrong, until its window clears: the key
+    cannot be guessed faster than that.
+    """
+    if not presented:
+        return False
+    known: bool | None = getattr(request.state, "operator_key", None)
+    if known is not None:  # several dependencies of one request ask: count it once
+        return known
+    failures: SlidingWindowLimiter = request.app.state.key_failures
+    client = client_key(request)
+    if failures.blocked(client):
+        raise HTTPException(
+            429,
+            "too many wrong API keys from this client: retry in a minute",
+            headers={"Retry-After": str(int(failures.window))},
+        )
+    valid = api_key_valid(settings, presented)
+    if not valid:
+        failures.hit(client)
+    request.state.operator_key = valid
+    return valid
+
+
+def check_api_key(request: Request, settings: Settings, presented: str | None) -> None:
     """Raise 403 when no key is configured, 401 when none is sent, 403 when it is wrong."""
     if settings.sightscan_api_key is None or not settings.sightscan_api_key.get_secret_value():
         raise HTTPException(
@@ -74,23 +103,54 @@ def check_api_key(settings: Settings, presented: str | None) -> None:
         )
     if not presented:
         raise HTTPException(401, f"missing API key: send it in the {API_KEY_HEADER} header")
-    if not api_key_valid(settings, presented):
+    if not operator_key(request, settings, presented):
         raise HTTPException(403, "invalid API key")
-
-
-def require_api_key(
-    settings: SettingsDep, presented: Annotated[str | None, Security(_api_key_header)] = None
-) -> None:
-    """Dependency for endpoints that cost money or start work."""
-    check_api_key(settings, presented)
 
 
 PresentedKey = Annotated[str | None, Security(_api_key_header)]
 
 
+def require_api_key(
+    request: Request, settings: SettingsDep, presented: PresentedKey = None
+) -> None:
+    """Dependency for endpoints that cost money or start work."""
+    check_api_key(request, settings, presented)
+
+
+def forwarded_client(
+    peer: str,
+    forwarded_for: Sequence[str],
+    trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> str:
+    """The client address: the rightmost X-Forwarded-For hop not added by a trusted proxy.
+
+    Hops are only believed while the address they come from is a trusted proxy, so a
+    client cannot choose its own address by sending the header itself.
+    """
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
+    client = peer
+    while hops and _is_trusted(client, trusted):
+        client = hops.pop()
+    return client
+
+
+def _is_trusted(
+    address: str, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
 def client_key(request: Request) -> str:
-    """The rate-limit key of a request: the client address (set by uvicorn's proxy headers)."""
-    return request.client.host if request.client else "unknown"
+    """The rate-limit key of a request: the client address, behind trusted proxies only."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = request.app.state.settings.trusted_proxy_networks
+    if not trusted:
+        return peer
+    return forwarded_client(peer, request.headers.getlist("x-forwarded-for"), trusted)
 
 
 def rate_limited(request: Request, settings: SettingsDep, presented: PresentedKey = None) -> None:
@@ -98,7 +158,7 @@ def rate_limited(request: Request, settings: SettingsDep, presented: PresentedKe
 
     Requests with the valid API key (operators) are not limited.
     """
-    if api_key_valid(settings, presented):
+    if operator_key(request, settings, presented):
         return
     limiter: SlidingWindowLimiter = request.app.state.rate_limiter
     decision = limiter.hit(client_key(request))

@@ -16,23 +16,33 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sightscan.errors import (
     ConfigurationError,
+    ConflictError,
+    DatabaseUnavailableError,
     ExternalServiceError,
     InvalidInputError,
+    ModelFormatError,
     NotFoundError,
+    PayloadTooLargeError,
     QuotaExceededError,
     SightScanError,
     StorageError,
+    TrainingError,
 )
 
 log = logging.getLogger(__name__)
 
 # Most specific first: the first matching class decides the status.
 STATUS_BY_ERROR: tuple[tuple[type[SightScanError], int], ...] = (
+    (PayloadTooLargeError, 413),
     (InvalidInputError, 400),  # InvalidImageError included
     (NotFoundError, 404),
+    (ConflictError, 409),  # a concurrent writer got there first: retry
+    (TrainingError, 409),  # refused in the city's current state (too few labels, a run going)
     (QuotaExceededError, 429),
     (ExternalServiceError, 502),
+    (ModelFormatError, 500),  # the stored model is unusable: the server's fault, not the client's
     (StorageError, 503),
+    (DatabaseUnavailableError, 503),
     (ConfigurationError, 500),
 )
 

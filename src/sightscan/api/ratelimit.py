@@ -59,6 +59,13 @@ class SlidingWindowLimiter:
             hits.append(now)
             return RateDecision(True)
 
+    def blocked(self, key: str) -> bool:
+        """Whether the next hit of `key` would be refused (counts nothing)."""
+        horizon = self._clock() - self.window
+        with self._lock:
+            hits = self._hits.get(key)
+            return hits is not None and sum(1 for t in hits if t > horizon) >= self.limit
+
     def _prune(self, horizon: float) -> None:
         """Forget keys without recent hits (bounds memory under many distinct clients)."""
         for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= horizon]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from sightscan.detections import Box, Label
 from sightscan.errors import InvalidInputError
+from sightscan.text import SafeText, loads_bounded
 
 MAX_LABELS_PER_UPLOAD = 50
 _BOX_KEYS = ("ulx", "uly", "lrx", "lry")
@@ -73,12 +73,7 @@ def parse_seed_labels(raw: str | None) -> list[Label]:
     """
     if raw is None or not raw.strip():
         return []
-    try:
-        entries = json.loads(raw)
-    except ValueError:
-        raise InvalidInputError(
-            "expected `labels` as a JSON list of {ulx, uly, lrx, lry, sightName}, got invalid JSON"
-        ) from None
+    entries = loads_bounded(raw, "`labels` (a JSON list of {ulx, uly, lrx, lry, sightName})")
     if not isinstance(entries, list):
         raise InvalidInputError(f"expected `labels` as a JSON list, got {type(entries).__name__}")
     if len(entries) > MAX_LABELS_PER_UPLOAD:
@@ -110,7 +105,7 @@ class CitySourceIn(BaseModel):
     """Operator-only: the sights of a city and/or a server folder of photos (one sub-folder
     per sight) for its crawl."""
 
-    sights: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+    sights: list[Annotated[SafeText, Field(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=100
     )
-    photo_folder: str | None = Field(default=None, max_length=1000)
+    photo_folder: SafeText | None = Field(default=None, max_length=1000)

@@ -77,3 +77,30 @@ def _safe_normalise(name: str) -> str | None:
         return normalise_city(name)
     except InvalidInputError:
         return None
+
+
+def folder_under_root(folder: str, root: Path | None) -> Path:
+    """The resolved `folder` (absolute, or relative to `root`) when it lies inside `root`.
+
+    `root` is SIGHTSCAN_PHOTO_ROOT: without it no folder is accepted. Symlinks and `..` are
+    resolved before the check, so neither leads out of the root. InvalidInputError otherwise.
+    """
+    if root is None:
+        raise InvalidInputError(
+            "photo_folder is refused: set SIGHTSCAN_PHOTO_ROOT to the folder under which "
+            "operators may name photo folders"
+        )
+    base = Path(root).resolve()
+    if not base.is_dir():
+        raise InvalidInputError(f"SIGHTSCAN_PHOTO_ROOT is not a folder: {base}")
+    path = (base / folder).resolve()
+    if not path.is_relative_to(base):
+        raise InvalidInputError(
+            f"expected photo_folder inside SIGHTSCAN_PHOTO_ROOT ({base}), got {folder[:200]!r}"
+        )
+    if not path.is_dir():
+        raise InvalidInputError(
+            "expected photo_folder to be a folder on the server, with one sub-folder per sight, "
+            f"got {folder[:200]!r}"
+        )
+    return path

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from sightscan.errors import ConfigurationError
+from sightscan.errors import ConfigurationError, DatabaseUnavailableError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x5167_5CA1  # any constant shared by every SightScan process
@@ -70,8 +71,24 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+def unreachable(engine: Engine, exc: OperationalError | InterfaceError) -> DatabaseUnavailableError:
+    """One line naming the database (password hidden) and the driver's reason."""
+    reason = str(exc.orig or exc).strip().splitlines()
+    where = engine.url.render_as_string(hide_password=True)
+    return DatabaseUnavailableError(
+        f"the warehouse database {where} is unreachable: {(reason[0] if reason else '?')[:200]}"
+    )
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply the Alembic migrations up to `revision`."""
+    """Apply the Alembic migrations up to `revision`; DatabaseUnavailableError when it is down."""
+    try:
+        _upgrade(engine, revision)
+    except (OperationalError, InterfaceError) as exc:
+        raise unreachable(engine, exc) from None
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from sightscan.api.decoding import DecodeGate, peek_pixels
 from sightscan.api.deps import (
     CityDep,
     PresentedKey,
@@ -26,13 +27,16 @@ from sightscan.api.schemas import (
     parse_seed_labels,
 )
 from sightscan.api.uploads import read_photo_upload
+from sightscan.crawler.folder import folder_under_root
 from sightscan.detections import Label
 from sightscan.errors import InvalidInputError
 from sightscan.pipeline import Stage
+from sightscan.images import ImageInfo, inspect_image, sha256_hex
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import request_city
 from sightscan.warehouse.images import NewImage, add_image
 from sightscan.warehouse.marts import supported_cities
+from sightscan.warehouse.models import ImageRow
 
 router = APIRouter(prefix="/api/cities", tags=["cities"])
 
@@ -84,6 +88,7 @@ def list_cities(warehouse: WarehouseDep) -> dict[str, list[str]]:
 )
 def add_city(
     city: CityDep,
+    request: Request,
     warehouse: WarehouseDep,
     scheduler: SchedulerDep,
     settings: SettingsDep,
@@ -98,16 +103,10 @@ def add_city(
 ) -> dict[str, Any]:
     """Ask for a city; the request that reaches the threshold starts the crawl."""
     if force or source is not None:
-        check_api_key(settings, presented)
+        check_api_key(request, settings, presented)
     folder = None
     if source is not None and source.photo_folder is not None:
-        path = Path(source.photo_folder)
-        if not path.is_absolute() or not path.is_dir():
-            raise InvalidInputError(
-                "expected photo_folder to be an absolute path of a folder "
-                "on the server, with one sub-folder per sight"
-            )
-        folder = str(path.resolve())
+        folder = str(folder_under_root(source.photo_folder, settings.sightscan_photo_root))
     with warehouse.transaction() as session:
         result = request_city(
             session,
@@ -150,19 +149,34 @@ async def upload_image(
     labels = parse_seed_labels(upload.fields.get("labels"))
     sight_field = upload.fields.get("sight")
     sight = " ".join(sight_field.split())[:200] if sight_field else None
-    added = await run_in_threadpool(
-        _store_upload, warehouse, settings.sightscan_max_image_pixels, city, data, labels, sight
-    )
+    # A known photo is answered from its hash: no decode, no budget, no write.
+    known = await run_in_threadpool(_stored_image_id, warehouse, data)
+    if known is not None:
+        response.status_code = 200
+        return {"image_id": known, "city": city, "duplicate": True}
+    gate: DecodeGate = request.app.state.decode_gate
+    info = await gate.run(peek_pixels(data), _inspect, data, settings.sightscan_max_image_pixels)
+    added = await run_in_threadpool(_store_upload, warehouse, city, data, info, labels, sight)
     if not added[1]:
         response.status_code = 200
     return {"image_id": added[0], "city": city, "duplicate": not added[1]}
 
 
+def _stored_image_id(warehouse: Warehouse, data: bytes) -> int | None:
+    digest = sha256_hex(data)
+    with warehouse.transaction() as session:
+        return session.scalar(select(ImageRow.id).where(ImageRow.sha256 == digest))
+
+
+def _inspect(data: bytes, max_pixels: int) -> ImageInfo:
+    return inspect_image(data, max_pixels=max_pixels)
+
+
 def _store_upload(
     warehouse: Warehouse,
-    max_pixels: int,
     city: str,
     data: bytes,
+    info: ImageInfo,
     labels: list[Label],
     sight: str | None,
 ) -> tuple[int, bool]:
@@ -171,8 +185,14 @@ def _store_upload(
             session,
             warehouse.blobs,
             NewImage(
-                data=data, city=city, sight=sight, origin="user", labels=labels, label_source="user"
+                data=data,
+                city=city,
+                sight=sight,
+                origin="user",
+                labels=labels,
+                label_source="user",
+                info=info,  # checked just now: the warehouse does not decode it again
             ),
-            max_pixels=max_pixels,
+            max_pixels=info.width * info.height,
         )
     return added.image_id, added.created

@@ -6,11 +6,12 @@ import threading
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
+from sightscan.api.decoding import DecodeGate, peek_pixels
 from sightscan.api.deps import CityDep, RateLimited, SettingsDep, WarehouseDep
 from sightscan.api.schemas import ErrorOut
 from sightscan.api.uploads import read_photo_upload
+from sightscan.detections import Detection
 from sightscan.errors import NotFoundError
 from sightscan.images import inspect_image
 from sightscan.inference import Detector
@@ -66,13 +67,23 @@ async def detect(
 ) -> dict[str, Any]:
     """Photo (field `image`) in; {"detections": [{"label", "score", "box"}]} out."""
     upload = await read_photo_upload(request, max_file_bytes=settings.sightscan_max_upload_bytes)
-    data = upload.data
-    inspect_image(
-        data,
-        max_bytes=settings.sightscan_max_upload_bytes,
-        max_pixels=settings.sightscan_max_image_pixels,
-    )
     cache: DetectorCache = request.app.state.detectors
-    detector = await run_in_threadpool(cache.get, warehouse, city)
-    detections = await run_in_threadpool(detector.detect, data)
+    gate: DecodeGate = request.app.state.decode_gate
+    detections = await gate.run(
+        peek_pixels(upload.data),
+        _detect,
+        cache,
+        warehouse,
+        city,
+        upload.data,
+        settings.sightscan_max_image_pixels,
+    )
     return {"image": upload.filename, "detections": [d.as_dict() for d in detections]}
+
+
+def _detect(
+    cache: DetectorCache, warehouse: Warehouse, city: str, data: bytes, max_pixels: int
+) -> list[Detection]:
+    """Check, decode and run the city's model: all of it in one worker thread of the gate."""
+    inspect_image(data, max_pixels=max_pixels)
+    return list(cache.get(warehouse, city).detect(data))
