@@ -48,3 +48,11 @@ class QuotaExceededError(SightScanError):
 
 class ConflictError(SightScanError):
     """A concurrent writer got there first (e.g. the same model version number)."""
+
+
+class UnknownCityError(InvalidInputError):
+    """A public request named no city the gazetteer knows; `suggestions` holds the closest."""
+
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        super().__init__(f"unknown city {name[:60]!r}")
+        self.suggestions = suggestions
