@@ -11,12 +11,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from sightscan.errors import ConfigurationError
+
+# The crawler's options: the one list of allowed values, used here and by crawler.factory.
+DISCOVERIES = ("static", "osm", "places", "wikidata", "folder")
+AUTO_DISCOVERY = "auto"  # places (when MAPS_KEY is set), then wikidata, then osm
+PHOTO_SOURCES = ("commons", "folder")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -109,16 +114,16 @@ class Settings(BaseSettings):
     @field_validator("sightscan_discovery")
     @classmethod
     def _known_discovery(cls, value: str) -> str:
-        allowed = {"auto", "static", "osm", "places", "wikidata", "folder"}
+        allowed = {AUTO_DISCOVERY, *DISCOVERIES}
         names = [_one_of(part, allowed) for part in value.split(",") if part.strip()]
-        if not names or ("auto" in names and len(names) > 1):
-            raise ValueError(f"expected `auto` or a comma list of {sorted(allowed - {'auto'})}")
+        if not names or (AUTO_DISCOVERY in names and len(names) > 1):
+            raise ValueError(f"expected `auto` or a comma list of {sorted(DISCOVERIES)}")
         return ",".join(names)
 
     @field_validator("sightscan_photo_source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        return _one_of(value, {"folder", "commons"})
+        return _one_of(value, set(PHOTO_SOURCES))
 
     @field_validator("sightscan_trainer")
     @classmethod
@@ -145,6 +150,12 @@ class Settings(BaseSettings):
                 database=self.pgdatabase or "postgres",
             )
         return URL.create("sqlite", database=str(self.sightscan_data_dir / "sightscan.db"))
+
+    @model_validator(mode="after")
+    def _places_needs_a_key(self) -> Settings:
+        if "places" in self.sightscan_discovery.split(",") and not self.maps_key:
+            raise ValueError("SIGHTSCAN_DISCOVERY: `places` needs MAPS_KEY")
+        return self
 
     @property
     def ec2_region(self) -> str:
