@@ -101,8 +101,8 @@ def stage_warehouse(tmp_path: Path, base_url: str) -> Warehouse:
 def test_a_requested_city_is_crawled_with_the_defaults(fake_server: FakeServer,
                                                        tmp_path: Path) -> None:
     fake_server.route("GET", SPARQL_PATH, wikidata_handler({"Paris": PARIS}))
-    FakeCommons(fake_server, [CommonsFile("File:E.jpg", "Eiffel Tower",
-                                          Reply(200, jpeg_bytes(), {"Content-Type": "image/jpeg"}))])
+    photo = Reply(200, jpeg_bytes(), {"Content-Type": "image/jpeg"})
+    FakeCommons(fake_server, [CommonsFile("File:E.jpg", "Eiffel Tower", photo)])
     warehouse = stage_warehouse(tmp_path, fake_server.url)
     counts = run_crawl_stage(warehouse, "PARIS", {}, lambda _counts: None)
     assert (counts["sights"], counts["stored"], counts["next_stage"]) == (1, 1, "label")
