@@ -18,14 +18,36 @@ from sightscan.warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 
-def run_worker(warehouse: Warehouse, *, queue: str = "main", workers: int = 1) -> None:
-    """Consume one queue until SIGINT (graceful) or SIGTERM."""
+def run_worker(
+    warehouse: Warehouse,
+    *,
+    queue: str = "main",
+    workers: int = 1,
+    exit_when_idle_minutes: float | None = None,
+) -> None:
+    """Consume one queue until SIGINT (graceful) or SIGTERM, or after idle minutes."""
+    from sightscan.worker_presence import WorkerPresence
+
     if queue not in ("main", "training"):
         raise InvalidInputError(f"expected queue main or training, got {queue!r}")
+    if exit_when_idle_minutes is not None and exit_when_idle_minutes <= 0:
+        raise InvalidInputError(
+            f"expected --exit-when-idle minutes > 0, got {exit_when_idle_minutes:g}"
+        )
     queues = Queues.create(warehouse.settings, warehouse)
     huey = queues.training if queue == "training" else queues.main
     log.info("worker on the %s queue with %d thread(s)", queue, workers)
-    huey.create_consumer(workers=workers, worker_type="thread", periodic=False).run()
+    presence = WorkerPresence(
+        warehouse,
+        huey,
+        queue,
+        beat_seconds=min(30.0, warehouse.settings.sightscan_job_stale_seconds / 4),
+        exit_when_idle_minutes=exit_when_idle_minutes,
+    ).start()
+    try:
+        huey.create_consumer(workers=workers, worker_type="thread", periodic=False).run()
+    finally:
+        presence.stop()
 
 
 def _stop_on_signals() -> threading.Event:

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -58,6 +59,7 @@ class Refresher:
     warehouse: Warehouse
     scheduler: Scheduler
     _last: dict[str, float] | None = None
+    gpu: Any = None  # sightscan.cloud.GpuOnDemand; made on first use when configured
 
     def due(self, duty: str, every: int, now: float) -> bool:
         """Whether `duty` has not run for `every` seconds (always due the first time)."""
@@ -91,7 +93,19 @@ class Refresher:
             with self.warehouse.transaction() as session:
                 cities = cities_to_train(session, s)
             done["train"] = [(city, self.scheduler.submit("train", city)) for city in cities]
+        if self.due("gpu", s.sightscan_gpu_check_seconds, now):
+            gpu = self._gpu()
+            if gpu is not None:
+                done["gpu"] = gpu.reconcile()
         return done
+
+    def _gpu(self) -> Any:
+        """The GPU instance manager when IS_MTS_GPU_ENABLED and MTS_EC2_INSTANCE_ID are set."""
+        from sightscan.cloud import GpuOnDemand, gpu_on_demand_enabled
+
+        if self.gpu is None and gpu_on_demand_enabled(self.settings):
+            self.gpu = GpuOnDemand.from_settings(self.settings, self.warehouse)
+        return self.gpu
 
     def run_forever(self, stop: threading.Event, tick_seconds: float = 1.0) -> None:
         """Run passes until `stop` is set; a failing pass is logged and retried next tick."""

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sightscan.warehouse import Warehouse
+from sightscan.warehouse.cloud import record_gpu_event
 from sightscan.warehouse.jobs import claim_job, fail_job, list_jobs
 
 
@@ -66,3 +67,19 @@ def test_status_is_ready_with_the_model_version(client: TestClient,
     publish_model("Berlin")
     body = client.get("/api/cities/Berlin/status").json()
     assert (body["stage"], body["model_version"], body["name"]) == ("ready", 1, "Berlin")
+
+
+def test_the_job_list_shows_the_gpu_instances_starts_and_stops(
+    client: TestClient, warehouse: Warehouse
+) -> None:
+    with warehouse.transaction() as session:
+        record_gpu_event(session, instance_id="i-1", action="start", state="pending",
+                         reason="1 training job(s) wait and no training worker is alive")
+        record_gpu_event(session, instance_id="i-1", action="stop", state="running",
+                         reason="no training worker heartbeat for 20 minutes")
+    body = client.get("/api/jobs").json()
+    assert body["jobs"] == []
+    events = body["gpu_instance"]["events"]
+    assert [(e["action"], e["reason"]) for e in events] == [
+        ("stop", "no training worker heartbeat for 20 minutes"),
+        ("start", "1 training job(s) wait and no training worker is alive")]

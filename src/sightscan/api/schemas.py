@@ -47,6 +47,9 @@ class LogOut(BaseModel):
 
 class JobsOut(BaseModel):
     jobs: list[dict[str, Any]]
+    gpu_instance: dict[str, Any] | None = Field(
+        None, description="The on-demand GPU instance: {events: newest first}, null if none."
+    )
 
 
 class ModelMetadataOut(BaseModel):
