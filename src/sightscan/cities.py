@@ -10,6 +10,7 @@ the same. The result is only ever a bound SQL parameter, never SQL text or a tab
 
 from __future__ import annotations
 
+import re
 import string
 import unicodedata
 from functools import lru_cache
@@ -17,6 +18,9 @@ from functools import lru_cache
 from sightscan.errors import InvalidInputError
 
 MAX_CITY_LENGTH = 100
+# \w is exactly str.isalnum() plus '_' (re docs): drop all but letters, digits, ' ', '-', '_'.
+_DROPPED = re.compile(r"[^\w \-]+")
+_ALNUM = re.compile(r"[^\W_]")
 _LOOKALIKE_SCRIPTS = ("CYRILLIC", "GREEK")
 
 
@@ -29,9 +33,9 @@ def normalise_city(name: str) -> str:
             f"expected a city name of at most {MAX_CITY_LENGTH} characters, got {len(name)}"
         )
     composed = unicodedata.normalize("NFKC", name).upper()
-    kept = "".join(ch for ch in composed if ch.isalnum() or ch in " -_")
+    kept = _DROPPED.sub("", composed)
     cleaned = _latin_lookalikes(" ".join(kept.split()))
-    if not any(ch.isalnum() for ch in cleaned):  # '--' or '_' alone is no city
+    if not _ALNUM.search(cleaned):  # '--' or '_' alone is no city
         raise InvalidInputError(f"expected a city name with letters or digits, got {name[:40]!r}")
     if len(cleaned) > MAX_CITY_LENGTH:
         raise InvalidInputError(

@@ -22,6 +22,7 @@ from sightscan.warehouse.marts import CityOverview, city_overview, current_model
 from sightscan.warehouse.versions import latest_model_version
 
 log = logging.getLogger(__name__)
+QUIET_GPU_OUTCOMES = ("nothing to do", "running", "booting", "waiting")
 
 
 def city_to_label(overview: list[CityOverview]) -> str | None:
@@ -96,7 +97,9 @@ class Refresher:
         if self.due("gpu", s.sightscan_gpu_check_seconds, now):
             gpu = self._gpu()
             if gpu is not None:
-                done["gpu"] = gpu.reconcile()
+                outcome = gpu.reconcile()
+                if not outcome.startswith(QUIET_GPU_OUTCOMES):  # log actions, not every look
+                    done["gpu"] = outcome
         return done
 
     def _gpu(self) -> Any:

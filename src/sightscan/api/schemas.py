@@ -30,7 +30,9 @@ class ImageUploadOut(BaseModel):
 
 class CityRequestOut(BaseModel):
     city: str
-    requests: int = Field(description="How many requests the city has had.")
+    requests: int = Field(
+        description="How many distinct clients (and operator requests) asked for the city."
+    )
     crawl_started: bool = Field(description="True when this request queued the crawl.")
     job_id: int | None = Field(None, description="The queued crawl job, when one was queued.")
 
