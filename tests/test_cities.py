@@ -77,3 +77,25 @@ def test_rejection_message_is_one_line_and_bounded() -> None:
     with pytest.raises(InvalidInputError) as error:
         normalise_city("!" * 250)
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ＢＥＲＬＩＮ", "BERLIN"),  # fullwidth: NFKC
+        ("BERLІN", "BERLIN"),  # Cyrillic І among Latin letters
+        ("ΒΕRLIN", "BERLIN"),  # Greek Beta and Epsilon
+        ("Раris", "PARIS"),  # Cyrillic Р, lower case
+        ("Москва", "МОСКВА"),  # wholly Cyrillic: a name in its own script stays
+        ("Αθήνα", "ΑΘΉΝΑ"),  # wholly Greek
+    ],
+)
+def test_compatibility_forms_and_lookalike_letters_meet_the_latin_name(
+    raw: str, expected: str
+) -> None:
+    assert normalise_city(raw) == expected
+
+
+def test_latin_mixed_with_a_cyrillic_letter_without_a_latin_twin_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="one script"):
+        normalise_city("BERLИN")

@@ -247,6 +247,30 @@ def status(city: Annotated[str | None, typer.Option(help="Only this city.")] = N
             (job.reason or "")[:80],
         )
     console.print(table)
+    _print_gpu_instance(warehouse)
+
+
+def _print_gpu_instance(warehouse: Any) -> None:
+    """The on-demand GPU instance's recent starts, stops and errors, when configured."""
+    from sightscan.cloud import gpu_on_demand_enabled
+    from sightscan.warehouse.cloud import gpu_events
+
+    settings = warehouse.settings
+    with warehouse.transaction() as session:
+        events = gpu_events(session, limit=10)
+    if not events and not gpu_on_demand_enabled(settings):
+        return
+    title = f"GPU instance {settings.mts_ec2_instance_id or '(not configured)'}"
+    table = Table("time", "action", "state", "reason", title=title)
+    for event in events:
+        table.add_row(
+            event["time"][:19], event["action"], event["state"] or "-", event["reason"] or ""
+        )
+    console.print(table)
+    if events and events[0]["action"] in ("error", "refused"):
+        console.print(
+            f"training jobs wait: {events[0]['reason']}", markup=False, highlight=False
+        )
 
 
 @app.command()
@@ -254,11 +278,19 @@ def status(city: Annotated[str | None, typer.Option(help="Only this city.")] = N
 def worker(
     queue: Annotated[str, typer.Option(help="main (crawl, label) or training.")] = "main",
     workers: Annotated[int, typer.Option(help="Worker threads.")] = 1,
+    exit_when_idle: Annotated[
+        float | None,
+        typer.Option(
+            "--exit-when-idle",
+            metavar="MINUTES",
+            help="Exit after this many minutes without work (the GPU instance then powers off).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a queue worker until SIGINT/SIGTERM."""
+    """Run a queue worker until SIGINT/SIGTERM (or until idle for --exit-when-idle minutes)."""
     from sightscan.processes import run_worker
 
-    run_worker(_warehouse(), queue=queue, workers=workers)
+    run_worker(_warehouse(), queue=queue, workers=workers, exit_when_idle_minutes=exit_when_idle)
 
 
 @app.command()

@@ -12,12 +12,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from sightscan.errors import ConfigurationError
+
+# The crawler's options: the one list of allowed values, used here and by crawler.factory.
+DISCOVERIES = ("static", "osm", "places", "wikidata", "folder")
+AUTO_DISCOVERY = "auto"  # places (when MAPS_KEY is set), then wikidata, then osm
+PHOTO_SOURCES = ("commons", "folder")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -60,6 +65,15 @@ class Settings(BaseSettings):
     aws_default_region: str = "us-east-1"
     aws_endpoint_url: str | None = None
 
+    # --- GPU training instance on demand (seed names; see sightscan.cloud)
+    mts_ec2_instance_id: str | None = None  # the stopped GPU instance the refresher starts
+    aws_region: str | None = None  # region of that instance; default AWS_DEFAULT_REGION
+    aws_access_key: SecretStr | None = None  # the seed's name; AWS_ACCESS_KEY_ID wins if both
+    sightscan_ec2_endpoint_url: str | None = None  # a private/test EC2 endpoint
+    sightscan_gpu_max_hours_per_day: Annotated[float, Field(gt=0)] = 4.0  # UTC day, hard cap
+    sightscan_gpu_no_heartbeat_minutes: PositiveInt = 20  # running with no worker: stop it
+    sightscan_gpu_check_seconds: PositiveInt = 30  # how often the refresher looks at it
+
     # --- queue
     redis_url: SecretStr | None = None
 
@@ -68,15 +82,19 @@ class Settings(BaseSettings):
     sightscan_max_upload_bytes: PositiveInt = 20 * 1024 * 1024
     sightscan_max_image_pixels: PositiveInt = 50_000_000
     sightscan_rate_limit_per_minute: PositiveInt = 60
-    sightscan_city_request_threshold: PositiveInt = 3
+    sightscan_city_request_threshold: PositiveInt = 3  # distinct clients that start a crawl
+    sightscan_city_requests_per_client_per_day: PositiveInt = 10  # new cities one client may ask
+    sightscan_client_hash_key: SecretStr | None = None  # hashes client keys; default: API key
     sightscan_new_labels_for_retraining: PositiveInt = 100
     sightscan_job_stale_seconds: Annotated[int, Field(ge=10)] = 120
     # Leftover `.tmp` blobs (a crash mid-write) older than this are removed by workers and
     # the refresher; longer than any single blob write can take.
     sightscan_blob_tmp_grace_seconds: Annotated[int, Field(ge=60)] = 3600
     sightscan_quality_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
-    sightscan_discovery: str = "static"  # static | osm | places | wikidata | folder
-    sightscan_photo_source: str = "folder"  # folder | commons
+    # auto = places (when MAPS_KEY is set), then wikidata, then osm; or a comma list of
+    # providers tried in order: static | osm | places | wikidata | folder
+    sightscan_discovery: str = "auto"
+    sightscan_photo_source: str = "commons"  # commons | folder
     sightscan_labeller: str = "weak"  # weak | vision
     sightscan_vision_endpoint: str | None = None
     sightscan_overpass_url: str = "https://overpass-api.de/api/interpreter"
@@ -115,12 +133,16 @@ class Settings(BaseSettings):
     @field_validator("sightscan_discovery")
     @classmethod
     def _known_discovery(cls, value: str) -> str:
-        return _one_of(value, {"static", "osm", "places", "wikidata", "folder"})
+        allowed = {AUTO_DISCOVERY, *DISCOVERIES}
+        names = [_one_of(part, allowed) for part in value.split(",") if part.strip()]
+        if not names or (AUTO_DISCOVERY in names and len(names) > 1):
+            raise ValueError(f"expected `auto` or a comma list of {sorted(DISCOVERIES)}")
+        return ",".join(names)
 
     @field_validator("sightscan_photo_source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        return _one_of(value, {"folder", "commons"})
+        return _one_of(value, set(PHOTO_SOURCES))
 
     @field_validator("sightscan_trainer")
     @classmethod
@@ -169,6 +191,22 @@ class Settings(BaseSettings):
                 database=self.pgdatabase or "postgres",
             )
         return URL.create("sqlite", database=str(self.sightscan_data_dir / "sightscan.db"))
+
+    @model_validator(mode="after")
+    def _places_needs_a_key(self) -> Settings:
+        if "places" in self.sightscan_discovery.split(",") and not self.maps_key:
+            raise ValueError("SIGHTSCAN_DISCOVERY: `places` needs MAPS_KEY")
+        return self
+
+    @property
+    def ec2_region(self) -> str:
+        """The GPU instance's region: AWS_REGION, else AWS_DEFAULT_REGION."""
+        return self.aws_region or self.aws_default_region
+
+    @property
+    def ec2_access_key_id(self) -> SecretStr | None:
+        """AWS_ACCESS_KEY_ID, else the seed's AWS_ACCESS_KEY."""
+        return self.aws_access_key_id or self.aws_access_key
 
     @property
     def blob_url(self) -> str:

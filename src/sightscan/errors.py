@@ -56,9 +56,19 @@ class StaleAttemptError(ConflictError):
 
 class StageInterrupted(SightScanError):
     """A worker was told to stop while a stage ran; the job is queued again, not failed."""
+
+
 class PayloadTooLargeError(InvalidInputError):
     """A request body or file is over its size limit; it was not read further."""
 
 
 class DatabaseUnavailableError(SightScanError):
     """The warehouse database cannot be reached (down, wrong host or port, refused login)."""
+
+
+class UnknownCityError(InvalidInputError):
+    """A public request named no city the gazetteer knows; `suggestions` holds the closest."""
+
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        super().__init__(f"unknown city {name[:60]!r}")
+        self.suggestions = suggestions

@@ -46,10 +46,23 @@ class _Consumer(Consumer):
         self._signal_actions = {signum: (False, True) for signum in STOP_SIGNALS}
 
 
-def run_worker(warehouse: Warehouse, *, queue: str = "main", workers: int = 1) -> None:
-    """Consume one queue until SIGINT, SIGTERM or SIGHUP (running stages stop early)."""
+def run_worker(
+    warehouse: Warehouse,
+    *,
+    queue: str = "main",
+    workers: int = 1,
+    exit_when_idle_minutes: float | None = None,
+) -> None:
+    """Consume one queue until SIGINT, SIGTERM or SIGHUP (running stages stop early), or
+    after `exit_when_idle_minutes` without work (the on-demand GPU instance)."""
+    from sightscan.worker_presence import WorkerPresence
+
     if queue not in ("main", "training"):
         raise InvalidInputError(f"expected queue main or training, got {queue!r}")
+    if exit_when_idle_minutes is not None and exit_when_idle_minutes <= 0:
+        raise InvalidInputError(
+            f"expected --exit-when-idle minutes > 0, got {exit_when_idle_minutes:g}"
+        )
     settings = warehouse.settings
     removed = warehouse.blobs.remove_stale_temporaries(settings.sightscan_blob_tmp_grace_seconds)
     if removed:
@@ -65,7 +78,17 @@ def run_worker(warehouse: Warehouse, *, queue: str = "main", workers: int = 1) -
         shutdown_timeout=WORKER_SHUTDOWN_SECONDS,
     )
     queues.stop = consumer.stop_flag  # set by the consumer on any stop signal
-    consumer.run()
+    presence = WorkerPresence(
+        warehouse,
+        huey,
+        queue,
+        beat_seconds=min(30.0, settings.sightscan_job_stale_seconds / 4),
+        exit_when_idle_minutes=exit_when_idle_minutes,
+    ).start()
+    try:
+        consumer.run()
+    finally:
+        presence.stop()
 
 
 def _stop_on_signals(on_stop: Callable[[], None] | None = None) -> threading.Event:

@@ -23,6 +23,7 @@ from sightscan.warehouse import Warehouse
 from sightscan.warehouse.marts import current_model, refresh_marts
 
 log = logging.getLogger(__name__)
+QUIET_GPU_OUTCOMES = ("nothing to do", "running", "booting", "waiting")
 
 StepResult = dict[str, Any]
 Step = Callable[["Refresher"], StepResult]
@@ -69,6 +70,16 @@ def train_step(refresher: Refresher) -> StepResult:
     return {"train": [(city, refresher.scheduler.submit(Stage.TRAIN, city)) for city in cities]}
 
 
+def gpu_step(refresher: Refresher) -> StepResult:
+    """Start the training instance when training waits and no training worker beats, stop it
+    when it overruns its guards (sightscan.cloud); only actions are reported."""
+    gpu = refresher.gpu_manager()
+    if gpu is None:
+        return {}
+    outcome: str = gpu.reconcile()
+    return {} if outcome.startswith(QUIET_GPU_OUTCOMES) else {"gpu": outcome}
+
+
 def default_steps() -> list[PassStep]:
     """The seed's three duties, each on its own interval."""
     return [
@@ -79,6 +90,7 @@ def default_steps() -> list[PassStep]:
         PassStep(
             "label", lambda s: s.data_mart_enable_labelling_requests_every_seconds, label_step
         ),
+        PassStep("gpu", lambda s: s.sightscan_gpu_check_seconds, gpu_step),
     ]
 
 
@@ -97,6 +109,7 @@ class Refresher:
     _last: dict[str, float] = field(default_factory=dict)
     _resources: ExitStack = field(default_factory=ExitStack)
     _labelling: Scheduler | None = None
+    gpu: Any = None  # sightscan.cloud.GpuOnDemand; made on first use when configured
 
     @property
     def labelling(self) -> Scheduler:
@@ -131,6 +144,14 @@ class Refresher:
         """Close what the refresher opened (the remote labelling client)."""
         self._resources.close()
         self._labelling = None
+
+    def gpu_manager(self) -> Any:
+        """The GPU instance manager when IS_MTS_GPU_ENABLED and MTS_EC2_INSTANCE_ID are set."""
+        from sightscan.cloud import GpuOnDemand, gpu_on_demand_enabled
+
+        if self.gpu is None and gpu_on_demand_enabled(self.settings):
+            self.gpu = GpuOnDemand.from_settings(self.settings, self.warehouse)
+        return self.gpu
 
     def run_forever(self, stop: threading.Event, tick_seconds: float = 1.0) -> None:
         """Run passes until `stop` is set; a failing pass is logged and retried next tick."""

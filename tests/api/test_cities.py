@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from sightscan.api import create_app
+from sightscan.config import Settings
 from sightscan.warehouse import Warehouse
-from sightscan.warehouse.models import City, CityRequest
+from sightscan.warehouse.models import City, CityRequest, CityRequestClient
 
 
 @pytest.fixture
@@ -39,10 +43,16 @@ def test_cities_is_empty_on_a_new_warehouse(client: TestClient) -> None:
     assert response.json() == {"cities": []}
 
 
-def test_add_counts_requests_and_starts_the_crawl_once_at_the_threshold(
-    client: TestClient, scheduler: Any
+def client_at(app: FastAPI, address: str) -> TestClient:
+    """A client of the app that connects from `address` (the rate limiter's client key)."""
+    return TestClient(app, client=(address, 50000))
+
+
+def test_add_starts_the_crawl_once_when_enough_distinct_clients_asked(
+    app: FastAPI, scheduler: Any
 ) -> None:
-    answers = [client.post("/api/cities/Köln/add").json() for _ in range(4)]
+    answers = [client_at(app, f"10.0.0.{n}").post("/api/cities/Köln/add").json()
+               for n in range(1, 5)]
     assert [a["requests"] for a in answers] == [1, 2, 3, 4]
     assert [a["crawl_started"] for a in answers] == [False, False, True, False]
     assert answers[2]["job_id"] is not None
@@ -50,9 +60,98 @@ def test_add_counts_requests_and_starts_the_crawl_once_at_the_threshold(
     assert scheduler.submitted == [("crawl", "KÖLN", {})]
 
 
-def test_the_crawl_job_shows_in_the_job_list(client: TestClient) -> None:
-    for _ in range(3):
-        client.post("/api/cities/Rome/add")
+def test_one_client_asking_again_and_again_counts_once_and_starts_nothing(
+    client: TestClient, scheduler: Any
+) -> None:
+    answers = [client.post("/api/cities/Köln/add").json() for _ in range(5)]
+    assert [a["requests"] for a in answers] == [1, 1, 1, 1, 1]
+    assert not any(a["crawl_started"] for a in answers)
+    assert scheduler.submitted == []
+
+
+def test_client_addresses_are_stored_only_as_keyed_hashes(app: FastAPI,
+                                                         warehouse: Warehouse) -> None:
+    client_at(app, "203.0.113.7").post("/api/cities/Köln/add")
+    with warehouse.transaction() as session:
+        hashes = session.scalars(select(CityRequestClient.client_hash)).all()
+    assert len(hashes) == 1 and len(hashes[0]) == 64
+    assert "203.0.113.7" not in hashes[0]
+    assert hashes[0] != hashlib.sha256(b"203.0.113.7").hexdigest()
+
+
+def test_one_client_cannot_create_more_cities_than_its_daily_cap(
+    make_settings: Callable[..., Settings], warehouse: Warehouse, scheduler: Any,
+    snapshot: Callable[[], dict[str, int]],
+) -> None:
+    settings = make_settings(sightscan_city_requests_per_client_per_day=3)
+    with TestClient(create_app(settings, warehouse=warehouse, scheduler=scheduler)) as client:
+        codes = [client.post(f"/api/cities/{name}/add").status_code
+                 for name in ("Paris", "Rome", "Oslo")]
+        before = snapshot()
+        refused = client.post("/api/cities/Lyon/add")
+        again = client.post("/api/cities/Paris/add")  # a city it asked for before is fine
+    assert codes == [200, 200, 200]
+    assert refused.status_code == 429
+    assert "at most 3 cities a day" in refused.json()["detail"]
+    assert again.status_code == 200
+    assert snapshot() == before
+
+
+def test_spellings_of_one_city_are_one_city(app: FastAPI, warehouse: Warehouse) -> None:
+    names = ["München", "Munich", "MUNICH", "muenchen"]
+    answers = [client_at(app, f"10.0.1.{n}").post(city_url(name, "/add")).json()
+               for n, name in enumerate(names)]
+    assert {a["city"] for a in answers} == {"MUNICH"}
+    assert [a["requests"] for a in answers] == [1, 2, 3, 4]
+    with warehouse.transaction() as session:
+        assert session.scalars(select(City.name)).all() == ["MUNICH"]
+
+
+@pytest.mark.parametrize("lookalike", ["ＢＥＲＬＩＮ", "BERLІN", "ΒΕRLIN"])
+def test_lookalike_spellings_meet_the_latin_city(client: TestClient, lookalike: str) -> None:
+    response = client.post(city_url(lookalike, "/add"))
+    assert response.status_code == 200, response.text
+    assert response.json()["city"] == "BERLIN"
+
+
+@pytest.mark.parametrize("path", ["/add", "/image"])
+def test_an_unknown_city_is_refused_with_the_closest_known_names(
+    client: TestClient, snapshot: Callable[[], dict[str, int]], make_image: Callable[..., bytes],
+    path: str,
+) -> None:
+    before = snapshot()
+    files = {"image": ("a.jpg", make_image(1), "image/jpeg")} if path == "/image" else None
+    response = client.post(city_url("Atlantsi", path), files=files)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["detail"] == "unknown city 'Atlantsi'"
+    assert "Atlanta" in body["suggestions"]
+    assert snapshot() == before
+
+
+def test_an_operator_may_force_a_name_the_gazetteer_does_not_know(
+    client: TestClient, operator: dict[str, str], scheduler: Any
+) -> None:
+    response = client.post("/api/cities/Testville/add", params={"force": "true"},
+                           headers=operator)
+    assert response.status_code == 200
+    assert response.json()["city"] == "TESTVILLE"
+    assert scheduler.submitted == [("crawl", "TESTVILLE", {})]
+
+
+def test_photos_may_be_sent_for_a_city_an_operator_created(
+    client: TestClient, operator: dict[str, str], make_image: Callable[..., bytes]
+) -> None:
+    client.post("/api/cities/Testville/add", params={"force": "true"}, headers=operator)
+    response = client.post("/api/cities/Testville/image",
+                           files={"image": ("a.jpg", make_image(1), "image/jpeg")})
+    assert response.status_code == 201
+    assert response.json()["city"] == "TESTVILLE"
+
+
+def test_the_crawl_job_shows_in_the_job_list(app: FastAPI, client: TestClient) -> None:
+    for n in range(3):
+        client_at(app, f"10.0.2.{n}").post("/api/cities/Rome/add")
     jobs = client.get("/api/jobs", params={"city": "rome"}).json()["jobs"]
     assert [(job["city"], job["stage"], job["state"]) for job in jobs] == [
         ("ROME", "crawl", "queued")]
@@ -128,10 +227,10 @@ def test_a_photo_folder_that_is_not_an_absolute_existing_folder_is_rejected(
     ],
 )
 def test_hostile_but_usable_city_names_are_normalised_and_stored_as_data(
-    client: TestClient, warehouse: Warehouse, raw: str, stored: str
+    client: TestClient, warehouse: Warehouse, operator: dict[str, str], raw: str, stored: str
 ) -> None:
     client.post("/api/cities/Berlin/add")
-    response = client.post(city_url(raw, "/add"))
+    response = client.post(city_url(raw, "/add"), params={"force": "true"}, headers=operator)
     assert response.status_code == 200, response.text
     assert response.json()["city"] == stored
     with warehouse.transaction() as session:
@@ -168,7 +267,10 @@ def test_a_path_traversal_city_never_escapes_the_route(
     assert snapshot() == before
 
 
-def test_a_traversal_name_in_one_segment_is_normalised_to_letters(client: TestClient) -> None:
-    response = client.post(city_url("..\\etc", "/add"))
+def test_a_traversal_name_in_one_segment_is_normalised_to_letters(
+    client: TestClient, operator: dict[str, str]
+) -> None:
+    response = client.post(city_url("..\\etc", "/add"), params={"force": "true"},
+                           headers=operator)
     assert response.status_code == 200
     assert response.json()["city"] == "ETC"

@@ -22,7 +22,7 @@ from sightscan.warehouse import Warehouse
 
 
 def test_jobs_are_empty_at_first(client: TestClient) -> None:
-    assert client.get("/api/jobs").json() == {"jobs": []}
+    assert client.get("/api/jobs").json() == {"jobs": [], "gpu_instance": None}
 
 
 def test_jobs_list_newest_first_and_filter_by_city(client: TestClient,

@@ -20,6 +20,7 @@ from sightscan.crawler import (
     make_photo_source,
 )
 from sightscan.crawler.commons import CommonsPhotoSource
+from sightscan.crawler.factory import CrawlerConfig
 from sightscan.crawler.folder import FolderSource
 from sightscan.crawler.osm import OverpassDiscovery
 from sightscan.crawler.static import StaticDiscovery
@@ -127,22 +128,42 @@ def test_one_failing_sight_does_not_stop_the_others(fake_server: FakeServer,
     assert report.errors[0].startswith("Reichstag: Wikimedia Commons API error readonly")
 
 
-def test_factories_accept_the_settings_fields(client: httpx.Client, tmp_path: Path) -> None:
+def test_factories_build_providers_from_the_typed_config(client: httpx.Client,
+                                                         tmp_path: Path) -> None:
     settings = load_settings(sightscan_discovery="osm", sightscan_photo_source="commons")
-    fields = settings.model_dump()
-    discovery = make_discovery(settings.sightscan_discovery, client=client, **fields)
+    config = CrawlerConfig.from_settings(settings)
+    assert config.discovery == ("osm",)
+    discovery = make_discovery("osm", client=client, config=config)
     assert isinstance(discovery, OverpassDiscovery)
-    source = make_photo_source(settings.sightscan_photo_source, client=client, **fields)
+    source = make_photo_source(config.photo_source, client=client, config=config)
     assert isinstance(source, CommonsPhotoSource)
     assert isinstance(make_discovery("static", sights=["Reichstag"]), StaticDiscovery)
     (tmp_path / "Reichstag").mkdir()
     assert isinstance(make_photo_source("folder", folder=tmp_path), FolderSource)
 
 
+def test_the_default_discovery_is_places_with_a_key_else_wikidata_then_osm() -> None:
+    assert CrawlerConfig.from_settings(load_settings()).discovery == ("wikidata", "osm")
+    assert CrawlerConfig.from_settings(load_settings()).photo_source == "commons"
+    keyed = CrawlerConfig.from_settings(load_settings(maps_key="k"))
+    assert keyed.discovery == ("places", "wikidata", "osm")
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("sightscan_discovery", "wikidta"), ("sightscan_discovery", "auto,osm"),
+    ("sightscan_discovery", "places"), ("sightscan_photo_source", "flickr"),
+])
+def test_a_misspelt_or_incomplete_option_fails_at_start(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError):
+        load_settings(**{variable: value})
+
+
 def test_factories_refuse_unknown_or_incomplete_providers(client: httpx.Client) -> None:
     with pytest.raises(ConfigurationError, match="SIGHTSCAN_DISCOVERY"):
         make_discovery("bing", client=client)
     with pytest.raises(ConfigurationError, match="MAPS_KEY"):
-        make_discovery("places", client=client, maps_key=None)
+        make_discovery("places", client=client)
+    with pytest.raises(ConfigurationError, match="MAPS_KEY"):
+        CrawlerConfig(discovery=("places",))
     with pytest.raises(ConfigurationError, match="SIGHTSCAN_PHOTO_SOURCE"):
         make_photo_source("folder")

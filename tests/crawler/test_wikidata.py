@@ -17,7 +17,7 @@ from fakes.wikidata import (
     string_literals,
     wikidata_handler,
 )
-from sightscan.crawler.factory import make_discovery
+from sightscan.crawler.factory import CrawlerConfig, make_discovery
 from sightscan.crawler.types import Sight
 from sightscan.crawler.wikidata import (
     WikidataDiscovery,
@@ -218,7 +218,7 @@ def test_the_fake_decodes_like_the_grammar() -> None:
 def test_the_factory_builds_it_from_the_settings(fake_server: FakeServer,
                                                  client: httpx.Client) -> None:
     fake_server.route("GET", SPARQL_PATH, wikidata_handler({"Paris": PARIS}))
-    made = make_discovery("wikidata", client=client,
-                          sightscan_wikidata_url=f"{fake_server.url}{SPARQL_PATH}")
+    config = CrawlerConfig(wikidata_url=f"{fake_server.url}{SPARQL_PATH}")
+    made = make_discovery("wikidata", client=client, config=config)
     assert isinstance(made, WikidataDiscovery)
     assert made.find_sights("Paris", 1)[0].source_id in {"Q243", "Q19675"}

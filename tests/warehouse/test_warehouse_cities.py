@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, inspect, select
 
-from sightscan.errors import InvalidInputError, NotFoundError
+from sightscan.errors import InvalidInputError, NotFoundError, QuotaExceededError
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import (
     find_city,
@@ -155,3 +155,30 @@ def test_hostile_city_names_are_normalised_and_create_no_tables(
     with warehouse.transaction() as session:
         assert session.scalars(select(City.name)).all() == [HOSTILE_NORMALISED[raw]]
     assert set(inspect(warehouse.engine).get_table_names()) == tables_before
+
+
+def test_only_distinct_clients_count_towards_the_threshold(warehouse: Warehouse) -> None:
+    results = []
+    for client in ("a", "a", "b", "b", "c"):
+        with warehouse.transaction() as session:
+            results.append(request_city(session, city="Bonn", threshold=3,
+                                        client_hash=client * 64))
+    assert [r.count for r in results] == [1, 1, 2, 2, 3]
+    assert [r.crawl_started for r in results] == [False, False, False, False, True]
+
+
+def test_a_client_over_its_daily_city_cap_is_refused_before_anything_is_stored(
+    warehouse: Warehouse,
+) -> None:
+    for city in ("Bonn", "Köln"):
+        with warehouse.transaction() as session:
+            request_city(session, city=city, threshold=3, client_hash="a" * 64,
+                         max_cities_per_client=2)
+    with pytest.raises(QuotaExceededError), warehouse.transaction() as session:
+        request_city(session, city="Essen", threshold=3, client_hash="a" * 64,
+                     max_cities_per_client=2)
+    with warehouse.transaction() as session:
+        assert sorted(session.scalars(select(City.name))) == ["BONN", "KÖLN"]
+        again = request_city(session, city="Bonn", threshold=3, client_hash="a" * 64,
+                             max_cities_per_client=2)
+    assert again.count == 1

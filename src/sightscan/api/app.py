@@ -16,7 +16,7 @@ from sightscan.api.decoding import DecodeGate
 from sightscan.api.errors import install_error_handlers
 from sightscan.api.limits import BodyLimitMiddleware
 from sightscan.api.ratelimit import SlidingWindowLimiter
-from sightscan.api.routers import cities, detect, health, jobs, labelling, models
+from sightscan.api.routers import cities, detect, gazetteer, health, jobs, labelling, models
 from sightscan.api.routers.detect import DetectorCache
 from sightscan.api.routers.web import mount_web
 from sightscan.config import Settings, get_settings
@@ -86,5 +86,6 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(detect.router)
     app.include_router(health.router)
+    app.include_router(gazetteer.router)
     mount_web(app)  # GET / -> /app/, the offline client page
     return app

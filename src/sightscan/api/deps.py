@@ -49,9 +49,15 @@ def city_name(
             description="City name; normalised (upper case, letters, digits, space, '-' and '_')."
         ),
     ],
+    warehouse: Annotated[Warehouse, Depends(get_warehouse)],
 ) -> str:
-    """The normalised city of the path; InvalidInputError (400) when nothing usable is left."""
-    return normalise_city(city)
+    """The city of the path: a stored city of that normalised name, else the gazetteer's
+    key for it (München -> MUNICH); InvalidInputError (400) when nothing usable is left."""
+    normalise_city(city)  # refuse junk before touching the database
+    from sightscan.warehouse.cities import resolve_city
+
+    with warehouse.transaction() as session:
+        return resolve_city(session, city)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -65,7 +65,13 @@ async def _sightscan_error(_request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     if status >= 500:
         log.error("request failed: %s: %s", type(exc).__name__, exc)
-    return error_response(status, str(exc) or type(exc).__name__)
+    response = error_response(status, str(exc) or type(exc).__name__)
+    suggestions = getattr(exc, "suggestions", None)
+    if suggestions is not None:  # UnknownCityError: the closest known city names
+        response = JSONResponse(
+            {"detail": str(exc), "suggestions": list(suggestions)}, status_code=status
+        )
+    return response
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -30,7 +30,9 @@ class ImageUploadOut(BaseModel):
 
 class CityRequestOut(BaseModel):
     city: str
-    requests: int = Field(description="How many requests the city has had.")
+    requests: int = Field(
+        description="How many distinct clients (and operator requests) asked for the city."
+    )
     crawl_started: bool = Field(description="True when this request queued the crawl.")
     job_id: int | None = Field(None, description="The queued crawl job, when one was queued.")
 
@@ -47,6 +49,9 @@ class LogOut(BaseModel):
 
 class JobsOut(BaseModel):
     jobs: list[dict[str, Any]]
+    gpu_instance: dict[str, Any] | None = Field(
+        None, description="The on-demand GPU instance: {events: newest first}, null if none."
+    )
 
 
 class ModelMetadataOut(BaseModel):

@@ -8,9 +8,9 @@ from typing import Any
 
 from sightscan.crawler.crawl import crawl_city
 from sightscan.crawler.errors import NoSightsFoundError
-from sightscan.crawler.factory import make_discovery, make_photo_source
+from sightscan.crawler.factory import CrawlerConfig, build_discovery, make_photo_source
 from sightscan.crawler.folder import FolderSource
-from sightscan.crawler.types import CrawledPhoto, PhotoSource, SightDiscovery
+from sightscan.crawler.types import CrawledPhoto, PhotoSource
 from sightscan.http import make_client
 from sightscan.pipeline import FollowUp, Stage, StageResult, StageRun
 from sightscan.warehouse import Warehouse
@@ -51,36 +51,33 @@ def warehouse_sink(
 
 
 def run_crawl_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
-    """Crawl `city` (its request's photo folder or sights list, else the configured providers)."""
+    """Crawl `city`: its request's photo folder or sights list when an operator gave one,
+    else the configured discovery chain and photo source (CrawlerConfig)."""
     settings = warehouse.settings
+    config = CrawlerConfig.from_settings(settings)
     city = run.city
     with warehouse.transaction() as session:
         request = city_request(session, find_city(session, city).id)
         folder = request.photo_folder if request else None
         sights = request.sights if request else None
-    if not folder and not sights and settings.sightscan_discovery == "static":
+    if not folder and sights is not None and not sights:
         raise NoSightsFoundError(
-            f"no sights known for {city}: an operator can give sights or a photo folder with "
-            "the request, or set SIGHTSCAN_DISCOVERY=osm or places"
+            f"no sights known for {city}: the request's sights list is empty; give sights "
+            "or a photo folder, or leave both out to use SIGHTSCAN_DISCOVERY"
         )
     with make_client() as client:
-        discovery: SightDiscovery
+        discovery = build_discovery(
+            config,
+            client=client,
+            display_name=_display_name(city) if not folder and sights is None else None,
+            sights=sights,
+            folder=Path(folder) if folder else None,
+        )
         source: PhotoSource
         if folder:
-            discovery = source = FolderSource(Path(folder))
+            source = FolderSource(Path(folder))
         else:
-            provider_settings = settings.model_dump()
-            provider_settings.pop("maps_key")
-            discovery = make_discovery(
-                settings.sightscan_discovery,
-                client=client,
-                sights=sights,
-                maps_key=settings.maps_key,
-                **provider_settings,
-            )
-            source = make_photo_source(
-                settings.sightscan_photo_source, client=client, **provider_settings
-            )
+            source = make_photo_source(config.photo_source, client=client, config=config)
         report = crawl_city(
             city,
             discovery=discovery,
@@ -102,3 +99,12 @@ def run_crawl_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
     if report.photos_stored or report.duplicates:
         return StageResult(counts, FollowUp(Stage.LABEL, {"mode": "new"}))
     return StageResult(counts)
+
+
+def _display_name(city: str) -> str:
+    """What providers search for: the gazetteer's name of the city key, else the key in
+    title case (Wikidata matches English labels exactly: "Munich", not "MUNICH")."""
+    from sightscan.gazetteer import get_gazetteer
+
+    known = get_gazetteer().lookup(city)
+    return known.name if known is not None and known.key == city else city.title()

@@ -221,3 +221,40 @@ class LabellingLog(Base):
     outcome: Mapped[str] = mapped_column(String(20))  # labelled | no-landmark | capped | error
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+# ---------------------------------------------------------------- city requests and GPU instance
+class CityRequestClient(Base):
+    """One row per (city, client): the threshold counts distinct clients, not requests.
+
+    `client_hash` is a keyed hash of the rate limiter's client key, never the raw address.
+    """
+
+    __tablename__ = "city_request_clients"
+    __table_args__ = (Index("ix_city_request_clients_client", "client_hash", "requested_at"),)
+    city_id: Mapped[int] = mapped_column(ForeignKey("dim_city.id"), primary_key=True)
+    client_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """A queue worker's last sign of life (the GPU manager asks: is a training worker alive?)."""
+
+    __tablename__ = "worker_heartbeats"
+    worker_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(20), index=True)
+    host: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class GpuInstanceEvent(Base):
+    """Every start, stop, refusal and error of the on-demand GPU training instance."""
+
+    __tablename__ = "gpu_instance_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(100), index=True)
+    action: Mapped[str] = mapped_column(String(20))  # start | stop | stopped | refused | error
+    state: Mapped[str | None] = mapped_column(String(20))  # the instance state then seen
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)

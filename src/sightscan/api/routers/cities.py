@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -17,6 +21,8 @@ from sightscan.api.deps import (
     SettingsDep,
     WarehouseDep,
     check_api_key,
+    client_key,
+    operator_key,
 )
 from sightscan.api.schemas import (
     CitiesOut,
@@ -27,21 +33,46 @@ from sightscan.api.schemas import (
     parse_seed_labels,
 )
 from sightscan.api.uploads import read_photo_upload
+from sightscan.cities import normalise_city
+from sightscan.config import Settings
 from sightscan.crawler.folder import folder_under_root
 from sightscan.detections import Label
-from sightscan.errors import InvalidInputError
-from sightscan.pipeline import Stage
 from sightscan.images import ImageInfo, inspect_image, sha256_hex
+from sightscan.pipeline import Stage
 from sightscan.warehouse import Warehouse
-from sightscan.warehouse.cities import request_city
+from sightscan.warehouse.cities import request_city, resolve_city
+from sightscan.warehouse.city_status import city_status
 from sightscan.warehouse.images import NewImage, add_image
 from sightscan.warehouse.marts import supported_cities
 from sightscan.warehouse.models import ImageRow
 
 router = APIRouter(prefix="/api/cities", tags=["cities"])
 
+
+
+class UnknownCityOut(BaseModel):
+    detail: str = Field(description="What was wrong, in one line.")
+    suggestions: list[str] = Field(
+        default_factory=list, description="Closest known city names, for an unknown city."
+    )
+
+
+class CityStatusOut(BaseModel):
+    city: str = Field(description="The city's key (its normalised gazetteer name).")
+    name: str = Field(description="Display name.")
+    requests: int = Field(description="Distinct clients (or operator requests) that asked.")
+    requests_needed: int = Field(description="Distinct clients needed to start the crawl.")
+    stage: str = Field(description="requested | crawl | label | train | ready | failed")
+    state: str | None = Field(description="The stage's job: queued | running | done | failed.")
+    error: str | None = Field(description="Why the last job failed, in plain words.")
+    model_version: int = Field(description="Newest published model version, -1 when none.")
+
+
+RawCity = Annotated[
+    str, PathParam(description="City name in any known spelling (München, Munich, MUNICH).")
+]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut},
+    400: {"model": UnknownCityOut},
     429: {"model": ErrorOut},
 }
 UPLOAD_FORM = {
@@ -87,7 +118,7 @@ def list_cities(warehouse: WarehouseDep) -> dict[str, list[str]]:
     responses=ERRORS | {401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
 )
 def add_city(
-    city: CityDep,
+    city: RawCity,
     request: Request,
     warehouse: WarehouseDep,
     scheduler: SchedulerDep,
@@ -101,20 +132,26 @@ def add_city(
         Body(description="Operators (API key): where the crawl finds sights and photos."),
     ] = None,
 ) -> dict[str, Any]:
-    """Ask for a city; the request that reaches the threshold starts the crawl."""
+    """Ask for a city the gazetteer knows (400 with suggestions otherwise); the request that
+    brings the number of distinct clients to the threshold starts the crawl. Operators (API
+    key) may force any name."""
     if force or source is not None:
         check_api_key(request, settings, presented)
+    operator = operator_key(request, settings, presented)
     folder = None
     if source is not None and source.photo_folder is not None:
         folder = str(folder_under_root(source.photo_folder, settings.sightscan_photo_root))
     with warehouse.transaction() as session:
+        name = normalise_city(city) if force else resolve_city(session, city, known_only=True)
         result = request_city(
             session,
-            city=city,
+            city=name,
             force=force,
             threshold=settings.sightscan_city_request_threshold,
             photo_folder=folder,
             sights=source.sights if source else None,
+            client_hash=None if operator else hash_client(settings, client_key(request)),
+            max_cities_per_client=settings.sightscan_city_requests_per_client_per_day,
         )
     job_id = None
     if result.crawl_started or force:
@@ -137,13 +174,15 @@ def add_city(
     | {200: {"model": ImageUploadOut, "description": "duplicate"}, 413: {"model": ErrorOut}},
 )
 async def upload_image(
-    city: CityDep,
+    city: RawCity,
     request: Request,
     response: Response,
     warehouse: WarehouseDep,
     settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Store a user photo (field `image`) with optional seed labels for training."""
+    """Store a user photo (field `image`) with optional seed labels for training; the city
+    must be stored already or known to the gazetteer (400 with suggestions otherwise)."""
+    city = await run_in_threadpool(_known_city, warehouse, city)
     upload = await read_photo_upload(request, max_file_bytes=settings.sightscan_max_upload_bytes)
     data = upload.data
     labels = parse_seed_labels(upload.fields.get("labels"))
@@ -196,3 +235,29 @@ def _store_upload(
             max_pixels=info.width * info.height,
         )
     return added.image_id, added.created
+
+
+def _known_city(warehouse: Warehouse, raw: str) -> str:
+    with warehouse.transaction() as session:
+        return resolve_city(session, raw, known_only=True)
+
+
+def hash_client(settings: Settings, key: str) -> str:
+    """A keyed hash of the rate limiter's client key: requests are told apart per client
+    without storing an address (SIGHTSCAN_CLIENT_HASH_KEY, else the API key, is the key)."""
+    secret = settings.sightscan_client_hash_key or settings.sightscan_api_key
+    material = secret.get_secret_value() if secret is not None else "sightscan-client"
+    return hmac.new(material.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+@router.get(
+    "/{city}/status",
+    response_model=CityStatusOut,
+    responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+)
+def status(city: CityDep, warehouse: WarehouseDep, settings: SettingsDep) -> dict[str, Any]:
+    """Where a requested city stands: requests so far and needed, stage, error, model version."""
+    with warehouse.transaction() as session:
+        return city_status(
+            session, city, requests_needed=settings.sightscan_city_request_threshold
+        )

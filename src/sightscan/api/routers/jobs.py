@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from sightscan.api.deps import WarehouseDep
 from sightscan.api.schemas import JobsOut
 from sightscan.cities import normalise_city
+from sightscan.warehouse.cloud import gpu_events
 from sightscan.warehouse.jobs import list_jobs
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -19,8 +20,11 @@ def jobs(
     warehouse: WarehouseDep,
     city: Annotated[str | None, Query(description="Only this city.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, list[dict[str, Any]]]:
-    """Newest jobs first (crawl, label, train), with state, reason and counts."""
+) -> dict[str, Any]:
+    """Newest jobs first (crawl, label, train), with state, reason and counts; and the
+    on-demand GPU instance's latest starts, stops and errors (null when it never ran)."""
     name = normalise_city(city) if city is not None else None
     with warehouse.transaction() as session:
-        return {"jobs": [job.as_dict() for job in list_jobs(session, city=name, limit=limit)]}
+        listed = [job.as_dict() for job in list_jobs(session, city=name, limit=limit)]
+        events = gpu_events(session, limit=10)
+    return {"jobs": listed, "gpu_instance": {"events": events} if events else None}
