@@ -283,16 +283,16 @@ def test_the_default_steps_follow_their_settings(intervals: Warehouse) -> None:
     refresher = Refresher(intervals.settings, intervals, RecordingScheduler(intervals))
 
     assert [(step.name, step.every(intervals.settings)) for step in refresher.steps] == [
-        ("refresh", 60), ("train", 300), ("label", 120)]
+        ("refresh", 60), ("train", 300), ("label", 120), ("gpu", 30)]
 
 
 def test_a_step_added_by_a_deployment_runs_after_the_others(intervals: Warehouse) -> None:
     refresher = Refresher(intervals.settings, intervals, RecordingScheduler(intervals))
-    refresher.add_step(PassStep("gpu", lambda s: 30, lambda r: {"gpu": "started"}))
+    refresher.add_step(PassStep("backup", lambda s: 30, lambda r: {"backup": "started"}))
 
     done = refresher.run_once(now=0.0)
 
-    assert list(done)[-1] == "gpu"
+    assert list(done)[-1] == "backup"
 
 
 def test_a_pass_does_not_queue_a_second_job_for_a_city_and_stage(intervals: Warehouse) -> None:

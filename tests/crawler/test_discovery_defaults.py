@@ -22,6 +22,7 @@ from sightscan.crawler.osm import OverpassDiscovery
 from sightscan.crawler.store import run_crawl_stage
 from sightscan.crawler.wikidata import WikidataDiscovery
 from sightscan.errors import ExternalServiceError
+from sightscan.pipeline import Stage, StageRun
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import request_city
 from sightscan.warehouse.marts import city_overview
@@ -104,8 +105,10 @@ def test_a_requested_city_is_crawled_with_the_defaults(fake_server: FakeServer,
     photo = Reply(200, jpeg_bytes(), {"Content-Type": "image/jpeg"})
     FakeCommons(fake_server, [CommonsFile("File:E.jpg", "Eiffel Tower", photo)])
     warehouse = stage_warehouse(tmp_path, fake_server.url)
-    counts = run_crawl_stage(warehouse, "PARIS", {}, lambda _counts: None)
-    assert (counts["sights"], counts["stored"], counts["next_stage"]) == (1, 1, "label")
+    result = run_crawl_stage(warehouse, StageRun("PARIS"))
+    counts = result.counts
+    assert (counts["sights"], counts["stored"]) == (1, 1)
+    assert result.follow_up is not None and result.follow_up.stage is Stage.LABEL
     with warehouse.transaction() as session:
         assert [(c.city, c.images) for c in city_overview(session)] == [("PARIS", 1)]
     assert fake_server.requests_to(INTERPRETER_PATH) == []  # Wikidata answered: no OSM call
@@ -119,7 +122,7 @@ def test_the_crawl_stage_fails_with_a_readable_reason_when_providers_fail(
     fake_server.route("POST", INTERPRETER_PATH, Reply(400, "<html>parse error</html>"))
     warehouse = stage_warehouse(tmp_path, fake_server.url)
     with pytest.raises(ExternalServiceError) as error:
-        run_crawl_stage(warehouse, "PARIS", {}, lambda _counts: None)
+        run_crawl_stage(warehouse, StageRun("PARIS"))
     assert str(error.value).startswith("sight discovery failed for PARIS (wikidata: ")
     assert "HTTP 400" in str(error.value)
     warehouse.dispose()
