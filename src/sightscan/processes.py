@@ -28,7 +28,9 @@ from sightscan.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)  # no SIGHUP on Windows
 # A stage checks its stop flag at every photo and training step (under a second on an idle
 # machine, tens of seconds on an overloaded one); past this a worker exits anyway and the
 # refresher queues its job again once the heartbeat is stale.
