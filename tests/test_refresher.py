@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,6 +17,7 @@ from sqlalchemy import update
 
 from sightscan.config import load_settings
 from sightscan.detections import Label
+from sightscan.labelling.remote import RemoteLabelling
 from sightscan.pipeline import Stage, city_to_label, needs_training, ready_to_train, record_job
 from sightscan.refresher import PassStep, Refresher
 from sightscan.warehouse import Warehouse
@@ -319,3 +321,20 @@ def test_the_refresh_duty_brings_the_marts_up_to_date(intervals: Warehouse) -> N
     assert done["refreshed_changes"] == 1
     assert [(c.city, c.images) for c in overview(intervals)] == [("TESTVILLE", 1)]
     assert done["label"][0] == "TESTVILLE"  # type: ignore[index]
+
+
+def test_the_remote_labelling_client_is_opened_once_and_closed_with_the_refresher(
+    make_warehouse: Callable[..., Warehouse],
+) -> None:
+    warehouse = make_warehouse(ils_public_endpoint_url="http://127.0.0.1:9",
+                               sightscan_api_key="operator-key-0123456789abcdef")
+    refresher = Refresher(warehouse.settings, warehouse, RecordingScheduler(warehouse))
+    remote = refresher.labelling
+    assert isinstance(remote, RemoteLabelling)
+    assert refresher.labelling is remote  # one client for every pass, not one per pass
+    stop = threading.Event()
+    stop.set()
+
+    refresher.run_forever(stop)
+
+    assert remote._client.is_closed

@@ -21,11 +21,12 @@ from fakes.overpass import INTERPRETER_PATH
 from fakes.server import FakeServer, Reply, fake_server  # noqa: F401  (fixture)
 from pipeline.photos import write_photo_folder
 from sightscan.config import load_settings
+from sightscan.errors import InvalidInputError
 from sightscan.pipeline import Stage
 from sightscan.tasks import HueyScheduler
 from sightscan.warehouse import Warehouse
-from sightscan.warehouse.cities import request_city
-from sightscan.warehouse.jobs import JobView, claim_job, get_job, list_jobs
+from sightscan.warehouse.cities import get_or_create_city, request_city
+from sightscan.warehouse.jobs import JobView, claim_job, create_job, get_job, list_jobs
 from sightscan.warehouse.models import Job, utcnow
 
 
@@ -307,3 +308,19 @@ def test_a_finished_label_stage_queues_training_when_the_city_is_ready(
         ("train", "queued"), ("label", "done"), ("crawl", "done")]
     assert [name for name, _ in messages(scheduler)] == ["sightscan.train"]
     assert "next_stage" not in job(scheduler, jobs(scheduler)[1].id).counts
+
+
+def test_a_job_row_with_an_unknown_stage_is_never_run_as_training(
+    scheduler: HueyScheduler,
+) -> None:
+    with scheduler.queues.warehouse.transaction() as session:
+        city_id = get_or_create_city(session, "Testville").id
+        odd = create_job(session, city_id=city_id, stage="refresh")
+    assert odd is not None
+    age_job(scheduler, odd, 60, created_at=True)
+
+    assert scheduler.requeue_lost_jobs(stale_after_seconds=10) == []
+
+    assert messages(scheduler) == []
+    with pytest.raises(InvalidInputError):
+        scheduler.submit("refresh", "Testville")  # type: ignore[arg-type]

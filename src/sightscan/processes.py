@@ -28,9 +28,14 @@ from sightscan.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-WORKER_SHUTDOWN_SECONDS = 20  # a stage checks its stop flag every step; this is the backstop
-CHILD_STOP_SECONDS = 30
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)  # no SIGHUP on Windows
+# A stage checks its stop flag at every photo and training step (under a second on an idle
+# machine, tens of seconds on an overloaded one); past this a worker exits anyway and the
+# refresher queues its job again once the heartbeat is stale.
+WORKER_SHUTDOWN_SECONDS = 60
+CHILD_STOP_SECONDS = WORKER_SHUTDOWN_SECONDS + 15  # deployments: stop timeout >= 90 s
 PR_SET_PDEATHSIG = 1
 
 

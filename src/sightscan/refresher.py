@@ -106,9 +106,9 @@ class Refresher:
     warehouse: Warehouse
     scheduler: JobQueue
     steps: list[PassStep] = field(default_factory=default_steps)
-    _last: dict[str, float] = field(default_factory=dict)
-    _resources: ExitStack = field(default_factory=ExitStack)
-    _labelling: Scheduler | None = None
+    _last: dict[str, float] = field(default_factory=dict, init=False)
+    _resources: ExitStack = field(default_factory=ExitStack, init=False)
+    _labelling: Scheduler | None = field(default=None, init=False)
     gpu: Any = None  # sightscan.cloud.GpuOnDemand; made on first use when configured
 
     @property

@@ -32,6 +32,7 @@ from sightscan.config import Settings, get_settings
 from sightscan.errors import (
     ConfigurationError,
     ExternalServiceError,
+    InvalidInputError,
     SightScanError,
     StageInterrupted,
     StaleAttemptError,
@@ -270,9 +271,15 @@ class HueyScheduler:
         queued_ids = _ids_in_queues(self.queues)
         requeued: list[int] = []
         for job in waiting:
-            if job.id not in queued_ids:
-                self.queues.enqueue(Stage.parse(job.stage), job.id)
-                requeued.append(job.id)
+            if job.id in queued_ids:
+                continue
+            try:
+                stage = Stage.parse(job.stage)
+            except InvalidInputError:  # a row no version of SightScan queues: leave it alone
+                log.warning("job %s has an unknown stage %r; not queueing it", job.id, job.stage)
+                continue
+            self.queues.enqueue(stage, job.id)
+            requeued.append(job.id)
         return sorted(set(stale) | set(requeued))
 
 

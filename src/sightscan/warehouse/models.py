@@ -200,7 +200,7 @@ class Job(Base):
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     city_id: Mapped[int] = mapped_column(ForeignKey("dim_city.id"))
-    stage: Mapped[str] = mapped_column(String(20))  # crawl | label | train | refresh
+    stage: Mapped[str] = mapped_column(String(20))  # a sightscan.pipeline.Stage value
     state: Mapped[str] = mapped_column(String(20))  # queued | running | done | failed
     reason: Mapped[str | None] = mapped_column(Text)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
