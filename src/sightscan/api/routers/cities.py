@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from sightscan.api.decoding import DecodeGate, peek_pixels
 from sightscan.api.deps import (
     CityDep,
-    PresentedKey,
+    OptionalKey,
     RateLimited,
     SchedulerDep,
     SettingsDep,
@@ -26,7 +26,7 @@ from sightscan.api.schemas import (
     ImageUploadOut,
     parse_seed_labels,
 )
-from sightscan.api.uploads import read_photo_upload
+from sightscan.api.uploads import PRINTABLE_TEXT, photo_form, read_photo_upload
 from sightscan.crawler.folder import folder_under_root
 from sightscan.detections import Label
 from sightscan.images import ImageInfo, inspect_image, sha256_hex
@@ -42,33 +42,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut},
     429: {"model": ErrorOut},
 }
-UPLOAD_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "jpeg, png, gif, bmp, webp or tiff "
-                            "(checked by decoding)",
-                        },
-                        "labels": {
-                            "type": "string",
-                            "description": 'JSON list of {"ulx", "uly", '
-                            '"lrx", "lry", "sightName"}, coordinates relative to the image',
-                        },
-                        "sight": {"type": "string", "description": "The sight the photo shows."},
-                    },
-                }
-            }
-        },
+UPLOAD_FORM = photo_form(
+    {
+        "labels": {
+            "type": "string",
+            "description": 'JSON list of {"ulx", "uly", "lrx", "lry", "sightName"}, '
+            "coordinates relative to the image",
+        }
+        | PRINTABLE_TEXT,
+        "sight": {"type": "string", "description": "The sight the photo shows."} | PRINTABLE_TEXT,
     }
-}
+)
 
 
 @router.get("/", response_model=CitiesOut)
@@ -90,7 +74,7 @@ def add_city(
     warehouse: WarehouseDep,
     scheduler: SchedulerDep,
     settings: SettingsDep,
-    presented: PresentedKey = None,
+    presented: OptionalKey = None,
     force: Annotated[
         bool, Query(description="Operators (API key): crawl now, ignoring the request threshold.")
     ] = False,
