@@ -311,7 +311,7 @@ def report(
     print("| measure | value |\n|---|---|")
     print(
         f"| uploads acknowledged | {uploads_ok} of {args.uploads + args.large} "
-        f"({args.large} of them 4000x4000 PNGs) |"
+        f"({args.large} of them {args.large_side}x{args.large_side} PNGs) |"
     )
     print(f"| uploads/s (all requests mixed) | {uploads_ok / wall:.1f} |")
     print(
