@@ -11,7 +11,7 @@ import json
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from sightscan.errors import InvalidInputError
 
@@ -42,7 +42,14 @@ def _check_model_text(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-SafeText = Annotated[str, AfterValidator(_check_model_text)]
+# The same rule for the OpenAPI document (JSON Schema cannot name lone surrogates).
+PRINTABLE_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+
+SafeText = Annotated[
+    str,
+    AfterValidator(_check_model_text),
+    Field(json_schema_extra={"pattern": PRINTABLE_PATTERN}),
+]
 """A pydantic `str` that refuses control characters, NUL and lone surrogates."""
 
 

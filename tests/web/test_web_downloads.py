@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import numpy as np
-from conftest import open_context
 from web_harness import CITY, WebPage
 from web_photos import render
+
+from conftest import open_context
 
 STORED = """async () => {
     const { cachedModels } = await import('/app/detector.js');

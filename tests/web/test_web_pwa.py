@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
-from conftest import open_context
 from web_harness import CITY, WebPage
 from web_photos import render
 
+from conftest import open_context
 from sightscan.web import WEB_ROOT
 
 

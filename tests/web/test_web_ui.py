@@ -7,9 +7,10 @@ import base64
 from typing import Any
 
 import numpy as np
-from conftest import INFO_CITY, SERVER_STATE, open_context, publish
 from web_harness import CITY, WebModel, WebPage
 from web_photos import render
+
+from conftest import INFO_CITY, SERVER_STATE, open_context, publish
 
 DROP = """async ([b64, name, type, kind]) => {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));

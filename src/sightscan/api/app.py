@@ -15,6 +15,7 @@ import sightscan
 from sightscan.api.decoding import DecodeGate
 from sightscan.api.errors import install_error_handlers
 from sightscan.api.limits import BodyLimitMiddleware
+from sightscan.api.openapi import install_openapi
 from sightscan.api.ratelimit import SlidingWindowLimiter
 from sightscan.api.routers import cities, detect, gazetteer, health, jobs, labelling, models
 from sightscan.api.routers.detect import DetectorCache
@@ -73,6 +74,7 @@ def create_app(
         pixel_budget=settings.sightscan_decode_pixel_budget,
     )
     install_error_handlers(app)
+    install_openapi(app)
     # Added last, so outermost: no route, dependency or parser sees an oversized body.
     app.add_middleware(
         BodyLimitMiddleware,

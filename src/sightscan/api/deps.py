@@ -5,14 +5,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request, Security
+from fastapi import Depends, Header, HTTPException, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
 from sightscan.api.ratelimit import SlidingWindowLimiter
-from sightscan.cities import normalise_city
+from sightscan.cities import MAX_CITY_LENGTH, normalise_city
 from sightscan.config import Settings
+from sightscan.errors import InvalidInputError
 from sightscan.pipeline import Scheduler
 from sightscan.warehouse import Warehouse
 
@@ -42,28 +43,56 @@ def get_scheduler(request: Request) -> Scheduler:
     return scheduler
 
 
+# What `normalise_city` accepts, for the document: at least one letter or digit, no '/'
+# (a path segment), at most 100 characters. `normalise_city` stays the one check (400).
+CITY_SCHEMA: dict[str, Any] = {"pattern": r"^[^/]*[^\W_][^/]*$", "maxLength": MAX_CITY_LENGTH}
+
+
 def city_name(
     city: Annotated[
         str,
         Path(
-            description="City name; normalised (upper case, letters, digits, space, '-' and '_')."
+            description="City name; normalised (upper case, letters, digits, space, '-' and '_').",
+            json_schema_extra=CITY_SCHEMA,
         ),
     ],
     warehouse: Annotated[Warehouse, Depends(get_warehouse)],
 ) -> str:
     """The city of the path: a stored city of that normalised name, else the gazetteer's
     key for it (München -> MUNICH); InvalidInputError (400) when nothing usable is left."""
-    normalise_city(city)  # refuse junk before touching the database
+    _city(city)  # refuse junk before touching the database
     from sightscan.warehouse.cities import resolve_city
 
     with warehouse.transaction() as session:
         return resolve_city(session, city)
 
 
+def _city(raw: str) -> str:
+    # The API takes at most MAX_CITY_LENGTH characters as sent, as its document says;
+    # `normalise_city` alone allows more raw text as long as the result is short enough.
+    if len(raw) > MAX_CITY_LENGTH:
+        raise InvalidInputError(
+            f"expected a city name of at most {MAX_CITY_LENGTH} characters, got {len(raw)}"
+        )
+    return normalise_city(raw)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WarehouseDep = Annotated[Warehouse, Depends(get_warehouse)]
 SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
 CityDep = Annotated[str, Depends(city_name)]
+
+
+def optional_city(
+    city: Annotated[
+        str | None, Query(description="Only this city.", json_schema_extra=CITY_SCHEMA)
+    ] = None,
+) -> str | None:
+    """The normalised `?city=` filter, None when absent; 400 when unusable."""
+    return _city(city) if city is not None else None
+
+
+OptionalCityDep = Annotated[str | None, Depends(optional_city)]
 
 
 def api_key_valid(settings: Settings, presented: str | None) -> bool:
@@ -114,6 +143,14 @@ def check_api_key(request: Request, settings: Settings, presented: str | None) -
 
 
 PresentedKey = Annotated[str | None, Security(_api_key_header)]
+OptionalKey = Annotated[
+    str | None,
+    Header(
+        alias=API_KEY_HEADER,
+        description="Operators only (SIGHTSCAN_API_KEY): lifts the rate limit and allows "
+        "`force` and a crawl source. Wrong keys are limited per client.",
+    ),
+]
 
 
 def require_api_key(
@@ -159,12 +196,13 @@ def client_key(request: Request) -> str:
     return forwarded_client(peer, request.headers.getlist("x-forwarded-for"), trusted)
 
 
-def rate_limited(request: Request, settings: SettingsDep, presented: PresentedKey = None) -> None:
+def rate_limited(request: Request, settings: SettingsDep) -> None:
     """Dependency for public writes: 429 with Retry-After once the client's window is full.
 
-    Requests with the valid API key (operators) are not limited.
+    Requests with the valid API key (operators) are not limited; the key is read from the
+    header here, not declared, so that public routes are not documented as needing it.
     """
-    if operator_key(request, settings, presented):
+    if operator_key(request, settings, request.headers.get(API_KEY_HEADER)):
         return
     limiter: SlidingWindowLimiter = request.app.state.rate_limiter
     decision = limiter.hit(client_key(request))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sightscan.detections import Box, Label
 from sightscan.errors import InvalidInputError
@@ -109,6 +109,8 @@ def parse_seed_labels(raw: str | None) -> list[Label]:
 class CitySourceIn(BaseModel):
     """Operator-only: the sights of a city and/or a server folder of photos (one sub-folder
     per sight) for its crawl."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
 
     sights: list[Annotated[SafeText, Field(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=100

@@ -7,6 +7,7 @@ every route; here the form is parsed and the file's own size is checked.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
@@ -14,9 +15,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from sightscan.errors import InvalidInputError, PayloadTooLargeError
-from sightscan.text import check_text
+from sightscan.text import PRINTABLE_PATTERN, check_text
 
 MAX_TEXT_FIELD_BYTES = 64 * 1024
+# For the document: text fields refuse control characters other than tab, CR and LF.
+PRINTABLE_TEXT: dict[str, Any] = {"pattern": PRINTABLE_PATTERN, "maxLength": 16 * 1024}
+
+
+def photo_form(text_fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The `openapi_extra` of a route that takes a photo (field `image`) and `text_fields`."""
+    image = {
+        "type": "string",
+        "format": "binary",
+        "description": "jpeg, png, gif, bmp, webp or tiff (checked by decoding)",
+    }
+    schema = {
+        "type": "object",
+        "required": ["image"],
+        "properties": {"image": image, **text_fields},
+        "additionalProperties": False,
+    }
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from sightscan.api.decoding import DecodeGate, peek_pixels
 from sightscan.api.deps import (
     CityDep,
-    PresentedKey,
+    OptionalKey,
     RateLimited,
     SchedulerDep,
     SettingsDep,
@@ -32,7 +32,7 @@ from sightscan.api.schemas import (
     ImageUploadOut,
     parse_seed_labels,
 )
-from sightscan.api.uploads import read_photo_upload
+from sightscan.api.uploads import PRINTABLE_TEXT, photo_form, read_photo_upload
 from sightscan.cities import normalise_city
 from sightscan.config import Settings
 from sightscan.crawler.folder import folder_under_root
@@ -75,33 +75,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": UnknownCityOut},
     429: {"model": ErrorOut},
 }
-UPLOAD_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "jpeg, png, gif, bmp, webp or tiff "
-                            "(checked by decoding)",
-                        },
-                        "labels": {
-                            "type": "string",
-                            "description": 'JSON list of {"ulx", "uly", '
-                            '"lrx", "lry", "sightName"}, coordinates relative to the image',
-                        },
-                        "sight": {"type": "string", "description": "The sight the photo shows."},
-                    },
-                }
-            }
-        },
+UPLOAD_FORM = photo_form(
+    {
+        "labels": {
+            "type": "string",
+            "description": 'JSON list of {"ulx", "uly", "lrx", "lry", "sightName"}, '
+            "coordinates relative to the image",
+        }
+        | PRINTABLE_TEXT,
+        "sight": {"type": "string", "description": "The sight the photo shows."} | PRINTABLE_TEXT,
     }
-}
+)
 
 
 @router.get("/", response_model=CitiesOut)
@@ -123,7 +107,7 @@ def add_city(
     warehouse: WarehouseDep,
     scheduler: SchedulerDep,
     settings: SettingsDep,
-    presented: PresentedKey = None,
+    presented: OptionalKey = None,
     force: Annotated[
         bool, Query(description="Operators (API key): crawl now, ignoring the request threshold.")
     ] = False,

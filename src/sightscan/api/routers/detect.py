@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from sightscan.api.decoding import DecodeGate, peek_pixels
 from sightscan.api.deps import CityDep, RateLimited, SettingsDep, WarehouseDep
 from sightscan.api.schemas import ErrorOut
-from sightscan.api.uploads import read_photo_upload
+from sightscan.api.uploads import photo_form, read_photo_upload
 from sightscan.detections import Detection
 from sightscan.errors import NotFoundError
 from sightscan.images import inspect_image
@@ -19,19 +19,7 @@ from sightscan.warehouse import Warehouse
 from sightscan.warehouse.marts import current_model
 
 router = APIRouter(prefix="/api/cities", tags=["detect"])
-UPLOAD_FORM: dict[str, Any] = {
-    "requestBody": {
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {"image": {"type": "string", "format": "binary"}},
-                }
-            }
-        }
-    }
-}
+UPLOAD_FORM = photo_form({})
 
 
 class DetectorCache:
@@ -60,7 +48,7 @@ class DetectorCache:
     "/{city}/detect",
     dependencies=[RateLimited],
     openapi_extra=UPLOAD_FORM,
-    responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut}},
+    responses={code: {"model": ErrorOut} for code in (400, 404, 413, 429)},
 )
 async def detect(
     city: CityDep, request: Request, warehouse: WarehouseDep, settings: SettingsDep

@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from sightscan.api.deps import WarehouseDep
+from sightscan.api.deps import OptionalCityDep, WarehouseDep
 from sightscan.api.schemas import JobsOut
-from sightscan.cities import normalise_city
 from sightscan.warehouse.cloud import gpu_events
 from sightscan.warehouse.jobs import list_jobs
 
@@ -18,12 +17,11 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 @router.get("", response_model=JobsOut)
 def jobs(
     warehouse: WarehouseDep,
-    city: Annotated[str | None, Query(description="Only this city.")] = None,
+    name: OptionalCityDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Newest jobs first (crawl, label, train), with state, reason and counts; and the
     on-demand GPU instance's latest starts, stops and errors (null when it never ran)."""
-    name = normalise_city(city) if city is not None else None
     with warehouse.transaction() as session:
         listed = [job.as_dict() for job in list_jobs(session, city=name, limit=limit)]
         events = gpu_events(session, limit=10)

@@ -12,9 +12,14 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sightscan.api.deps import ApiKeyRequired, CityDep, SchedulerDep, WarehouseDep
+from sightscan.api.deps import (
+    ApiKeyRequired,
+    CityDep,
+    OptionalCityDep,
+    SchedulerDep,
+    WarehouseDep,
+)
 from sightscan.api.schemas import ErrorOut, LabelJobOut, LogOut
-from sightscan.cities import normalise_city
 from sightscan.errors import NotFoundError
 from sightscan.pipeline import Scheduler, Stage
 from sightscan.warehouse import Warehouse
@@ -25,18 +30,17 @@ from sightscan.warehouse.models import FactSight
 router = APIRouter(prefix="/api/cities", tags=["labelling"])
 
 KEY_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 429)
 }
 
 
 @router.get("/logs", response_model=LogOut)
 def labelling_logs(
     warehouse: WarehouseDep,
-    city: Annotated[str | None, Query(description="Only this city.")] = None,
+    name: OptionalCityDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, list[dict[str, Any]]]:
     """Newest labelling log lines first."""
-    name = normalise_city(city) if city is not None else None
     with warehouse.transaction() as session:
         return {"log": labelling_log(session, city=name, limit=limit)}
 
