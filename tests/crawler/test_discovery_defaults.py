@@ -9,12 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from fakes.commons import CommonsFile, FakeCommons
 from fakes.images import jpeg_bytes
 from fakes.overpass import INTERPRETER_PATH, element, overpass_handler
 from fakes.server import FakeServer, Reply
 from fakes.wikidata import SPARQL_PATH, WikidataItem, wikidata_handler
+from sightscan.api import create_app
 from sightscan.config import load_settings
 from sightscan.crawler.errors import NoSightsFoundError
 from sightscan.crawler.factory import DiscoveryChain
@@ -23,6 +25,7 @@ from sightscan.crawler.store import run_crawl_stage
 from sightscan.crawler.wikidata import WikidataDiscovery
 from sightscan.errors import ExternalServiceError
 from sightscan.pipeline import Stage, StageRun
+from sightscan.tasks import HueyScheduler, Queues, run_job
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import request_city
 from sightscan.warehouse.marts import city_overview
@@ -125,4 +128,25 @@ def test_the_crawl_stage_fails_with_a_readable_reason_when_providers_fail(
         run_crawl_stage(warehouse, StageRun("PARIS"))
     assert str(error.value).startswith("sight discovery failed for PARIS (wikidata: ")
     assert "HTTP 400" in str(error.value)
+    warehouse.dispose()
+
+
+def test_a_failed_crawl_job_tells_the_user_why_in_the_job_list_and_city_status(
+    fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake_server.route("GET", SPARQL_PATH, Reply(400, "Bad query", {"Content-Type": "text/plain"}))
+    fake_server.route("POST", INTERPRETER_PATH, Reply(400, "<html>parse error</html>"))
+    warehouse = stage_warehouse(tmp_path, fake_server.url)
+    queues = Queues.create(warehouse.settings, warehouse)
+    job_id = HueyScheduler(queues).submit(Stage.CRAWL, "PARIS")
+    assert job_id is not None
+    run_job(queues, Stage.CRAWL, job_id, final_attempt=True)
+    app = create_app(warehouse.settings, warehouse=warehouse, scheduler=HueyScheduler(queues))
+    with TestClient(app) as client:
+        [listed] = client.get("/api/jobs").json()["jobs"]
+        status = client.get("/api/cities/Paris/status").json()
+    assert listed["state"] == "failed"
+    assert listed["reason"].startswith("ExternalServiceError: sight discovery failed for PARIS")
+    assert (status["stage"], status["state"]) == ("failed", "failed")
+    assert status["error"].startswith("sight discovery failed for PARIS (wikidata: ")
     warehouse.dispose()

@@ -182,3 +182,25 @@ def test_a_client_over_its_daily_city_cap_is_refused_before_anything_is_stored(
         again = request_city(session, city="Bonn", threshold=3, client_hash="a" * 64,
                              max_cities_per_client=2)
     assert again.count == 1
+
+
+def test_parallel_requests_of_the_same_clients_count_each_client_once(
+    warehouse: Warehouse,
+) -> None:
+    barrier = threading.Barrier(8)
+
+    def request(thread: int) -> list[bool]:
+        barrier.wait()
+        started = []
+        for _ in range(5):
+            with warehouse.transaction() as session:
+                result = request_city(session, city="Paris", threshold=4,
+                                      client_hash=str(thread % 4) * 64)
+                started.append(result.crawl_started)
+        return started
+
+    with ThreadPoolExecutor(8) as pool:
+        started = [flag for flags in pool.map(request, range(8)) for flag in flags]
+    assert started.count(True) == 1
+    with warehouse.transaction() as session:
+        assert session.scalar(select(CityRequest.count)) == 4

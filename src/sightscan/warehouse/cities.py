@@ -78,11 +78,13 @@ def request_city(
         )
     row = get_or_create_city(session, city)
     if counted and client_hash is not None:
-        session.execute(
+        inserted = session.execute(
             upsert_insert(session, CityRequestClient.__table__)
             .values(city_id=row.id, client_hash=client_hash, requested_at=now)
             .on_conflict_do_nothing(index_elements=["city_id", "client_hash"])
+            .returning(CityRequestClient.__table__.c.client_hash)
         )
+        counted = inserted.first() is not None  # else a concurrent twin got there first
     stmt = upsert_insert(session, CityRequest.__table__).values(
         city_id=row.id,
         count=1 if counted else 0,

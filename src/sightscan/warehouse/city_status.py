@@ -34,7 +34,9 @@ def city_status(session: Session, city: str, *, requests_needed: int) -> dict[st
     if job is not None:
         stage, state = job.stage, job.state
         if job.state == "failed":
-            stage, error = "failed", job.reason or "failed"
+            stage, error = "failed", _plain(job.reason) or "failed"
+        elif job.state == "queued" and job.reason:  # waiting for a retry: say why
+            error = _plain(job.reason)
     if model is not None and (job is None or job.state in ("done", "failed")):
         stage, error = "ready", None
     return {
@@ -47,6 +49,14 @@ def city_status(session: Session, city: str, *, requests_needed: int) -> dict[st
         "error": error,
         "model_version": model.version if model is not None else -1,
     }
+
+
+def _plain(reason: str | None) -> str | None:
+    """A job's reason without the exception class ("ExternalServiceError: ...")."""
+    if reason is None:
+        return None
+    head, sep, rest = reason.partition(": ")
+    return rest if sep and head.isidentifier() and head.endswith("Error") else reason
 
 
 def _display_name(city: str) -> str:
