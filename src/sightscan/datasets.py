@@ -18,7 +18,9 @@ from pathlib import Path
 from sightscan.detections import Box, Label
 from sightscan.errors import InvalidInputError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {
+    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".avif", ".heic", ".heif"
+}
 
 
 @dataclass(frozen=True, slots=True)
