@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,104 @@ def test_detect_rejects_a_file_that_is_not_a_photo(tmp_path: Path, data_dir: Pat
     code, _, err = run("detect", "--city", "Rome", str(text))
     assert code == 1 and "notes.jpg" in err and "image" in err
 
+
+
+@pytest.fixture(scope="module")
+def model_bytes() -> bytes:
+    """An untrained exported model of two sights (enough for the client side)."""
+    pytest.importorskip("torch")
+    from sightscan.training.export import base_metadata, export_onnx
+    from sightscan.training.model import SightNet
+
+    net = SightNet(2, 64, pretrained=False).eval()
+    return export_onnx(net, base_metadata(["Colosseum", "Pantheon"], 64))
+
+
+@pytest.fixture
+def rome_model(data_dir: Path, model_bytes: bytes) -> None:
+    """`model_bytes` published as ROME's current model in the CLI's warehouse."""
+    from sightscan.config import load_settings
+    from sightscan.warehouse import Warehouse
+    from sightscan.warehouse.versions import add_model_version
+
+    warehouse = Warehouse.from_settings(load_settings(), migrate=True)
+    with warehouse.transaction() as session:
+        add_model_version(session, warehouse.blobs, city="Rome", model_bytes=model_bytes,
+                          metadata={}, metrics={}, labelled_images=0)
+    warehouse.engine.dispose()
+
+
+def test_detect_with_a_server_keeps_http_request_lines_off_the_terminal(
+    tmp_path: Path, model_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fakes.server import FakeServer, Reply
+
+    server = FakeServer().start()
+    try:
+        json_reply = Reply(body="1", headers={"Content-Type": "application/json"})
+        server.route("GET", "/api/cities/ROME/model/version", json_reply)
+        server.route("GET", "/api/cities/ROME/model", Reply(body=model_bytes))
+        _photo(tmp_path / "p.jpg", 1)
+        caplog.set_level(logging.INFO)
+        code, out, err = run("detect", "--city", "Rome", "--server", server.url,
+                             str(tmp_path / "p.jpg"))
+    finally:
+        server.stop()
+    assert code == 0, err
+    assert len(server.requests_to("/api/cities/ROME/model")) == 1
+    assert not [r for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
+
+
+def test_detect_reports_a_missing_file_and_a_folder_as_such(
+    tmp_path: Path, rome_model: None
+) -> None:
+    _photo(tmp_path / "good.jpg", 1)
+    (tmp_path / "album").mkdir()
+    code, out, err = run("detect", "--city", "Rome", str(tmp_path / "good.jpg"),
+                         str(tmp_path / "gone.jpg"), str(tmp_path / "album"))
+    assert code == 1
+    assert f"{tmp_path / 'gone.jpg'}: no such file" in err
+    assert f"{tmp_path / 'album'}: is a folder" in err
+    assert "empty file" not in err and "2 of 3 photos could not be read" in err
+    assert f"{tmp_path / 'good.jpg'}:" in out  # the valid photo still got its result
+
+
+def test_one_broken_photo_does_not_discard_the_others_in_json(
+    tmp_path: Path, rome_model: None
+) -> None:
+    _photo(tmp_path / "a.jpg", 1)
+    _photo(tmp_path / "b.jpg", 2)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
+    code, out, err = run("detect", "--city", "Rome", "--json", str(tmp_path / "a.jpg"),
+                         str(tmp_path / "broken.jpg"), str(tmp_path / "b.jpg"))
+    assert code == 1 and "broken.jpg" in err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["image"] for r in records] == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+
+
+def test_draw_keeps_one_output_per_photo_when_names_collide(
+    tmp_path: Path, rome_model: None
+) -> None:
+    _photo(tmp_path / "x" / "photo.jpg", 1)
+    _photo(tmp_path / "y" / "photo.jpg", 2)
+    Image.new("RGB", (30, 30)).save(tmp_path / "y" / "photo.png")
+    code, out, _ = run("detect", "--city", "Rome", "--draw", str(tmp_path / "out"),
+                       str(tmp_path / "x" / "photo.jpg"), str(tmp_path / "y" / "photo.jpg"),
+                       str(tmp_path / "y" / "photo.png"))
+    assert code == 0
+    drawn = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert drawn == ["photo-2.jpg", "photo-3.jpg", "photo.jpg"]
+    assert all(f"-> {tmp_path / 'out' / name}" in out for name in drawn)
+    with Image.open(tmp_path / "out" / "photo-3.jpg") as third:
+        assert third.size == (30, 30)  # the png's drawing, not an overwritten jpg's
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_detect_reads_avif_and_heic_photos(tmp_path: Path, rome_model: None, fmt: str) -> None:
+    from sightscan.images import register_formats
+
+    register_formats()
+    Image.new("RGB", (40, 30), (90, 90, 200)).save(tmp_path / f"p.{fmt.lower()}", format=fmt)
+    code, out, err = run("detect", "--city", "Rome", str(tmp_path / f"p.{fmt.lower()}"))
+    assert code == 0, err
+    assert out.startswith(str(tmp_path / f"p.{fmt.lower()}"))

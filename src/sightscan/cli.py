@@ -33,6 +33,7 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+QUIET_LIBRARIES = ("alembic", "httpx", "httpcore")
 
 
 def handle_errors(func: F) -> F:
@@ -55,7 +56,11 @@ def _settings() -> Settings:
         level=settings.sightscan_log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Libraries' own INFO lines (every HTTP request, every migration step) are noise on a
+    # terminal; SIGHTSCAN_LOG_LEVEL=DEBUG shows them again.
+    quiet = logging.DEBUG if settings.sightscan_log_level.upper() == "DEBUG" else logging.WARNING
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(quiet)
     return settings
 
 
@@ -157,34 +162,86 @@ def detect(
     ] = None,
     debug: Annotated[bool, typer.Option(help="Draw scores and boxes.")] = False,
 ) -> None:
-    """Detect sights in photos with the city's newest model, offline."""
-    from sightscan.client import load_city_detector
-    from sightscan.images import inspect_image, open_rgb
+    """Detect sights in photos with the city's newest model, offline.
+
+    A photo that cannot be read is reported and skipped; the others are still detected, and
+    the exit code is 1 when any photo was skipped.
+    """
+    from sightscan.images import inspect_image, open_rgb, read_photo
     from sightscan.inference import draw_detections
 
-    images = []
+    settings = _settings()
+    readable: list[tuple[Path, bytes]] = []
     for photo in photos:
-        data = photo.read_bytes() if photo.is_file() else b""
         try:
-            inspect_image(data)
+            data = read_photo(photo)
+            inspect_image(data, max_pixels=settings.sightscan_max_image_pixels)
         except InvalidInputError as exc:
-            raise InvalidInputError(f"{photo}: {exc}") from None
-        images.append((photo, open_rgb(data)))
-    detector = load_city_detector(city, server=server, settings=_settings())
-    if draw is not None:
-        draw.mkdir(parents=True, exist_ok=True)
-    for photo, image in images:
-        detections = detector.detect(image)
-        if as_json:
-            sys.stdout.write(
-                json.dumps({"image": str(photo), "detections": [d.as_dict() for d in detections]})
-                + "\n"
-            )
-        else:
-            names = ", ".join(f"{d.label} ({d.score:.2f})" for d in detections) or "no known sight"
-            console.print(f"{photo}: {names}", markup=False, highlight=False)
-        if draw is not None:
-            draw_detections(image, detections, debug=debug).save(draw / f"{photo.stem}.jpg")
+            message = str(exc) if str(exc).startswith(str(photo)) else f"{photo}: {exc}"
+            err_console.print(f"error: {message}", markup=False, highlight=False)
+            continue
+        readable.append((photo, data))
+    if readable:
+        detector = _city_detector(city, server=server, settings=settings)
+        outputs = _drawing_names([photo for photo, _ in readable], draw) if draw else {}
+        for photo, data in readable:
+            image = open_rgb(data)
+            detections = detector.detect(image)
+            drawn = outputs.get(photo)
+            if drawn is not None:
+                drawn.parent.mkdir(parents=True, exist_ok=True)
+                draw_detections(image, detections, debug=debug).save(drawn)
+            _print_detections(photo, detections, drawn, as_json=as_json)
+    skipped = len(photos) - len(readable)
+    if skipped:
+        err_console.print(
+            f"error: {skipped} of {len(photos)} photos could not be read (see above)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _city_detector(city: str, *, server: str | None, settings: Settings) -> Any:
+    """The city's newest model: from a server (cached) or the local warehouse."""
+    if server:
+        from sightscan.client import server_detector
+
+        return server_detector(server, city, settings=settings)
+    from sightscan.warehouse import Warehouse
+    from sightscan.warehouse.registry import current_detector
+
+    return current_detector(Warehouse.from_settings(settings, migrate=True), city)
+
+
+def _drawing_names(photos: list[Path], folder: Path) -> dict[Path, Path]:
+    """One output file per photo: photos sharing a file name get -2, -3… instead of overwriting."""
+    taken: set[str] = set()
+    names: dict[Path, Path] = {}
+    for photo in photos:
+        stem, number = photo.stem, 1
+        name = f"{stem}.jpg"
+        while name.lower() in taken:
+            number += 1
+            name = f"{stem}-{number}.jpg"
+        taken.add(name.lower())
+        names[photo] = folder / name
+    return names
+
+
+def _print_detections(photo: Path, detections: list[Any], drawn: Path | None, *,
+                      as_json: bool) -> None:
+    if as_json:
+        record: dict[str, Any] = {
+            "image": str(photo), "detections": [d.as_dict() for d in detections]
+        }
+        if drawn is not None:
+            record["drawn"] = str(drawn)
+        sys.stdout.write(json.dumps(record) + "\n")
+        return
+    names = ", ".join(f"{d.label} ({d.score:.2f})" for d in detections) or "no known sight"
+    suffix = f"  -> {drawn}" if drawn is not None else ""
+    console.print(f"{photo}: {names}{suffix}", markup=False, highlight=False, soft_wrap=True)
 
 
 @city_app.command("add")

@@ -13,6 +13,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -89,6 +90,19 @@ def inspect_image(
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"expected an intact image, got a broken file ({exc})") from None
     return ImageInfo(fmt, ALLOWED_FORMATS[fmt], width, height, sha256_hex(data), len(data))
+
+
+def read_photo(path: str | Path) -> bytes:
+    """The bytes of a photo file; InvalidImageError saying plainly what is wrong with the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidImageError(f"{path}: is a folder, expected a photo file")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidImageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InvalidImageError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def open_rgb(data: bytes) -> Image.Image:

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sightscan.client import warehouse_detector
 from sightscan.detections import Label
 from sightscan.errors import InvalidImageError, NotFoundError, QuotaExceededError
 from sightscan.labelling.base import Labeller, LabellingItem
@@ -25,6 +24,7 @@ from sightscan.warehouse.cities import find_city, reserve_vision_call
 from sightscan.warehouse.images import StoredImage, set_labels, unlabelled_images
 from sightscan.warehouse.jobs import log_labelling
 from sightscan.warehouse.marts import city_overview, refresh_marts
+from sightscan.warehouse.registry import warehouse_detector
 
 log = logging.getLogger(__name__)
 BATCH = 50

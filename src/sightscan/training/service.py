@@ -18,7 +18,6 @@ from typing import Any
 
 from rich.table import Table
 
-from sightscan.client import warehouse_detector
 from sightscan.detections import Box, Label
 from sightscan.errors import ModelFormatError
 from sightscan.pipeline import Heartbeat
@@ -32,6 +31,7 @@ from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
 from sightscan.warehouse.marts import negative_images, refresh_marts, training_images
 from sightscan.warehouse.models import MartTrainingImage
+from sightscan.warehouse.registry import warehouse_detector
 from sightscan.warehouse.versions import add_model_version, latest_model_version
 
 log = logging.getLogger(__name__)
