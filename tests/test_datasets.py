@@ -9,11 +9,13 @@ import pytest
 from PIL import Image
 
 from sightscan.datasets import (
+    LabelLineError,
     parse_yolo_labels,
     read_dataset,
     read_folder_dataset,
     read_yolo_class_names,
     read_yolo_dataset,
+    read_yolo_labels,
 )
 from sightscan.detections import Box, Label
 from sightscan.errors import InvalidInputError
@@ -114,11 +116,59 @@ def test_yolo_dataset_without_images_folder_is_rejected(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text",
     ["0 0.5 0.5", "x 0.5 0.5 0.1 0.1", "0 a b c d", "5 0.5 0.5 0.1 0.1", "-1 0.5 0.5 0.1 0.1",
-     "0 0.5 0.5 0 0.1", "0 nan 0.5 0.1 0.1", "0 0.5 inf 0.1 0.1"],
+     "0 0.5 0.5 0 0.1", "0 nan 0.5 0.1 0.1", "0 0.5 inf 0.1 0.1", "0 1.5 0.5 0.1 0.1",
+     "0 0.1 0.1 0.2 0.2 0.3", "0 0.1 0.1 0.2 0.2 0.3 0.3 0.4", "0 0.1 0.1 0.5 0.1 0.9 0.1",
+     "0 0.1 0.1 0.5 0.2 1.4 0.3"],
 )
-def test_bad_yolo_lines_are_rejected(text: str) -> None:
-    with pytest.raises(InvalidInputError):
-        parse_yolo_labels(text, ["A", "B"], "labels/x.txt")
+def test_bad_yolo_lines_are_rejected_with_file_and_line(text: str) -> None:
+    with pytest.raises(LabelLineError) as caught:
+        parse_yolo_labels("1 0.5 0.5 0.2 0.2\n" + text, ["A", "B"], "labels/x.txt")
+    assert isinstance(caught.value, InvalidInputError)
+    assert (caught.value.problem.file, caught.value.problem.line) == ("labels/x.txt", 2)
+    assert str(caught.value).startswith("labels/x.txt:2: ")
+
+
+def test_polygon_lines_become_the_polygon_extent() -> None:
+    text = "1 0.2 0.3 0.6 0.25 0.7 0.8 0.25 0.9\n0 0.5 0.5 0.2 0.4\n"
+    polygon, box = parse_yolo_labels(text, ["A", "B"])
+    assert polygon.name == "B" and polygon.box is not None
+    assert polygon.box.as_list() == pytest.approx([0.2, 0.25, 0.7, 0.9])
+    assert box.box is not None and box.box.as_list() == pytest.approx([0.4, 0.3, 0.6, 0.7])
+
+
+def test_polygon_points_just_past_the_edge_are_clipped() -> None:
+    [label] = parse_yolo_labels("0 -0.004 0.1 1.003 0.2 0.5 0.9", ["A"])
+    assert label.box is not None and label.box.as_list() == pytest.approx([0.0, 0.1, 1.0, 0.9])
+
+
+def test_unusable_lines_are_skipped_and_reported_the_rest_is_kept() -> None:
+    text = "0 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.2 0.2\n\n0 0.5 0.5 0 0.2\n1 0.1 0.1 0.3 0.1 0.3 0.4\n"
+    labels, problems = read_yolo_labels(text, ["A", "B"], "l.txt")
+    assert [label.name for label in labels] == ["A", "B"]
+    assert [(p.file, p.line) for p in problems] == [("l.txt", 2), ("l.txt", 4)]
+    assert "class 7" in problems[0].reason and "zero-width" in problems[1].reason
+    assert problems[1].text == "0 0.5 0.5 0 0.2"
+
+
+def test_yolo_dataset_keeps_going_past_bad_lines(tmp_path: Path) -> None:
+    root = yolo_tree(tmp_path, ("classes.txt", "A\nB\n"))
+    (root / "labels" / "val" / "two.txt").write_text("1 0.5 0.5 0.2 0.2\n0 0.5\n9 0 0 1 1\n")
+    items = {item.path.name: item for item in read_yolo_dataset(root)}
+    assert items["two.jpg"].labels == [Label("B", Box(0.4, 0.4, 0.6, 0.6))]
+    assert [p.line for p in items["two.jpg"].problems] == [2, 3]
+    assert items["one.jpg"].problems == []
+
+
+def test_roboflow_split_layout_is_read(tmp_path: Path) -> None:
+    (tmp_path / "data.yaml").write_text("names: [A, B]\n")
+    write_jpeg(tmp_path / "train" / "images" / "x.jpg")
+    write_jpeg(tmp_path / "valid" / "images" / "y.jpg")
+    (tmp_path / "train" / "labels").mkdir(parents=True)
+    (tmp_path / "train" / "labels" / "x.txt").write_text("1 0.1 0.2 0.3 0.2 0.3 0.6\n")
+    items = {item.path.name: item for item in read_yolo_dataset(tmp_path)}
+    assert set(items) == {"x.jpg", "y.jpg"}
+    assert items["x.jpg"].labels == [Label("B", Box(0.1, 0.2, 0.3, 0.6))]
+    assert items["y.jpg"].labels == []
 
 
 def test_yolo_boxes_are_clipped_to_the_image() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sightscan.cities import normalise_city
-from sightscan.datasets import DatasetItem, read_dataset
+from sightscan.datasets import DatasetItem, LabelProblem, read_dataset
 from sightscan.errors import InvalidImageError
 from sightscan.images import ImageInfo, inspect_image
 from sightscan.warehouse import Warehouse
@@ -27,6 +27,7 @@ class ImportReport:
     duplicates: int
     skipped: int
     labels: int
+    label_problems: tuple[LabelProblem, ...] = ()  # skipped label lines (file, line, reason)
 
 
 def _to_new_image(item: DatasetItem, data: bytes, city: str, info: ImageInfo) -> NewImage:
@@ -77,4 +78,5 @@ def import_dataset(
             bar.advance(task, min(BATCH, len(items) - start))
     with warehouse.transaction() as session:
         refresh_marts(session)
-    return ImportReport(city, added, duplicates, skipped, labels)
+    problems = tuple(problem for item in items for problem in item.problems)
+    return ImportReport(city, added, duplicates, skipped, labels, problems)
