@@ -57,9 +57,23 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_import_of_a_folder_per_sight_set_labels_each_photo_with_its_folder(tmp_path: Path) -> None:
     code, out, _ = run("import-dataset", str(_folder_dataset(tmp_path / "set")), "--city", "Köln")
     assert code == 0
-    assert "6 added" in out and "1 skipped" in out and "6 labels" in out
+    assert "6 added" in out and "1 file skipped" in out and "6 labels" in out
     code, out, _ = run("cities")
     assert code == 0 and "KÖLN" in out
+
+
+def test_import_goes_on_past_a_bad_file_and_a_bad_label_line_and_sums_up(tmp_path: Path) -> None:
+    dataset = _yolo_dataset(tmp_path / "yolo")
+    labels = dataset / "labels" / "train" / "train1.txt"
+    labels.write_text("1 0.5 0.5 0.0 0.6\n0 0.5 0.5 0.2 0.2\n")
+    (dataset / "images" / "train" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 30)
+    code, out, err = run("import-dataset", str(dataset), "--city", "Rome", "--format", "yolo")
+    assert code == 0
+    assert "5 added" in out and "1 file skipped" in out and "1 label line skipped" in out
+    assert "3 labels" in out  # the zero-width box is gone, the line after it kept
+    assert f"skipped {dataset / 'images' / 'train' / 'broken.png'}: expected" in err
+    assert f"skipped {dataset / 'labels' / 'train' / 'train1.txt'}:1: zero-width" in err
+    assert "1 x label line: zero-width or zero-height box" in out
 
 
 def test_reimporting_the_same_data_adds_nothing(tmp_path: Path) -> None:
@@ -220,3 +234,16 @@ def test_detect_reads_avif_and_heic_photos(tmp_path: Path, rome_model: None, fmt
     code, out, err = run("detect", "--city", "Rome", str(tmp_path / f"p.{fmt.lower()}"))
     assert code == 0, err
     assert out.startswith(str(tmp_path / f"p.{fmt.lower()}"))
+
+
+def test_import_takes_avif_and_heic_photos(tmp_path: Path) -> None:
+    from sightscan.images import register_formats
+
+    register_formats()
+    root = tmp_path / "set" / "Trevi_Fountain"
+    root.mkdir(parents=True)
+    Image.new("RGB", (40, 30), (200, 40, 40)).save(root / "a.avif", format="AVIF")
+    Image.new("RGB", (40, 30), (40, 200, 40)).save(root / "b.heic", format="HEIF")
+    Image.new("RGB", (40, 30), (40, 40, 200)).save(root / "c.HEIF", format="HEIF")
+    code, out, _ = run("import-dataset", str(tmp_path / "set"), "--city", "Rome")
+    assert code == 0 and "3 added" in out and "0 files skipped" in out

@@ -50,6 +50,10 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _settings() -> Settings:
     settings = get_settings()
     logging.basicConfig(
@@ -133,10 +137,18 @@ def import_dataset(
     from sightscan.importer import import_dataset as run_import
 
     report = run_import(_warehouse(), path, city=city, fmt=fmt, progress=True)
+    for problem in [*report.skipped_files, *report.label_problems]:
+        err_console.print(f"skipped {problem}", markup=False, highlight=False)
     console.print(
         f"{report.city}: {report.added} added, {report.duplicates} already stored, "
-        f"{report.skipped} skipped (not a valid image), {report.labels} labels"
+        f"{_count(report.skipped, 'file')} skipped, "
+        f"{_count(len(report.label_problems), 'label line')} skipped, {report.labels} labels",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
+    for reason, count in report.reasons():
+        console.print(f"  skipped {count} x {reason}", markup=False, highlight=False)
 
 
 @app.command()
