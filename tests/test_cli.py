@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -247,3 +248,48 @@ def test_import_takes_avif_and_heic_photos(tmp_path: Path) -> None:
     Image.new("RGB", (40, 30), (40, 40, 200)).save(root / "c.HEIF", format="HEIF")
     code, out, _ = run("import-dataset", str(tmp_path / "set"), "--city", "Rome")
     assert code == 0 and "3 added" in out and "0 files skipped" in out
+
+
+def _warehouse_of_the_cli() -> Any:
+    from sightscan.config import load_settings
+    from sightscan.warehouse import Warehouse
+
+    return Warehouse.from_settings(load_settings(), migrate=True)
+
+
+def test_status_shows_a_starting_training_in_words_and_never_cuts_a_word() -> None:
+    from sightscan.warehouse.cities import get_or_create_city
+    from sightscan.warehouse.jobs import claim_job, create_job, heartbeat
+
+    warehouse = _warehouse_of_the_cli()
+    with warehouse.transaction() as session:
+        city_id = get_or_create_city(session, "Rome").id
+        train = create_job(session, city_id=city_id, stage="train")
+        label = create_job(session, city_id=city_id, stage="label")
+        assert train is not None and label is not None
+        claim_job(session, train)
+        claim_job(session, label)
+        long_counts = {f"outcome_number_{n}_with_a_long_name": n for n in range(8)}
+        heartbeat(session, label, counts=long_counts)
+    warehouse.engine.dispose()
+    code, out, _ = run("status")
+    assert code == 0
+    assert "training: starting" in out and "{}" not in out
+    words = set(out.replace("│", " ").split())
+    assert {"outcome", "number", "with", "long", "name", "7"} <= words  # all eight, whole words
+    assert not [w for w in words if w.startswith("outcom") and w.rstrip(",") != "outcome"]
+
+
+def test_city_add_tells_to_start_a_worker_only_when_none_is_alive(tmp_path: Path) -> None:
+    from sightscan.warehouse.workers import worker_beat
+
+    photos = tmp_path / "photos" / "Colosseum"
+    _photo(photos / "1.jpg", 1)
+    code, out, _ = run("city", "add", "Rome", "--photos", str(tmp_path / "photos"))
+    assert code == 0 and "no worker is running: start `sightscan up`" in out
+    warehouse = _warehouse_of_the_cli()
+    with warehouse.transaction() as session:
+        worker_beat(session, worker_id="host:1:main", queue="main")
+    warehouse.engine.dispose()
+    code, out, _ = run("city", "add", "Paris", "--photos", str(tmp_path / "photos"))
+    assert code == 0 and "1 worker running" in out and "sightscan up" not in out

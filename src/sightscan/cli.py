@@ -5,11 +5,12 @@ Errors print one line to stderr and exit with code 1 (2 for usage errors, from T
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -157,9 +158,36 @@ def train(city: Annotated[str, typer.Argument(help="City to train a model for.")
     """Train, evaluate and (if not worse than the current one) publish a city's next model."""
     from sightscan.training.service import train_city
 
-    result = train_city(_warehouse(), city, progress=True)
+    with _phase_display() as show_phase:
+        result = train_city(_warehouse(), city, progress=True, on_phase=show_phase)
     console.print(result.metrics_table())
     console.print(result.summary())
+
+
+@contextlib.contextmanager
+def _phase_display() -> Iterator[Callable[[str, int, int], None]]:
+    """Training's steps around the epochs: a bar while photos decode, a line for the others."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=console)
+    task: list[Any] = []
+
+    def show(phase: str, done: int, total: int) -> None:
+        if phase != "decoding photos":
+            bar.stop()
+            suffix = f" ({total} epochs)" if phase == "training" and total else ""
+            console.print(f"{phase}{suffix} …", markup=False, highlight=False)
+            return
+        if not task:
+            bar.start()
+            task.append(bar.add_task(phase, total=total))
+        bar.update(task[0], completed=done)
+
+    try:
+        yield show
+    finally:
+        bar.stop()
 
 
 @app.command()
@@ -270,6 +298,7 @@ def city_add(
     """Start the pipeline for a city now (operator), optionally from a local photo folder."""
     from sightscan.tasks import HueyScheduler
     from sightscan.warehouse.cities import request_city
+    from sightscan.warehouse.workers import live_workers
 
     if photos is not None and not photos.is_dir():
         raise typer.BadParameter(f"expected a folder, got {photos}", param_hint="--photos")
@@ -285,7 +314,13 @@ def city_add(
         )
     job_id = HueyScheduler.from_settings(warehouse.settings, warehouse).submit("crawl", result.city)
     state = f"crawl queued as job {job_id}" if job_id else "a crawl is already queued or running"
-    console.print(f"{result.city}: {state}; run `sightscan up` or `sightscan worker` to process it")
+    with warehouse.transaction() as session:
+        workers = live_workers(session, queue="main")
+    if workers:
+        then = f"{_count(workers, 'worker')} running; `sightscan status` shows its progress"
+    else:
+        then = "no worker is running: start `sightscan up` (or `sightscan worker`) to process it"
+    console.print(f"{result.city}: {state}; {then}", markup=False, highlight=False)
 
 
 @app.command()
@@ -293,12 +328,15 @@ def city_add(
 def status(city: Annotated[str | None, typer.Option(help="Only this city.")] = None) -> None:
     """Show the pipeline jobs, newest first."""
     from sightscan.cities import normalise_city
+    from sightscan.jobtext import METRICS_EXPLAINED, describe_counts
     from sightscan.warehouse.jobs import list_jobs
+    from sightscan.warehouse.workers import live_workers
 
     warehouse = _warehouse()
     with warehouse.transaction() as session:
         jobs = list_jobs(session, city=normalise_city(city) if city else None, limit=50)
-    table = Table("id", "city", "stage", "state", "attempts", "counts", "reason")
+        workers = {q: live_workers(session, queue=q) for q in ("main", "training")}
+    table = Table("id", "city", "stage", "state", "attempts", "progress", "reason")
     for job in jobs:
         table.add_row(
             str(job.id),
@@ -306,10 +344,19 @@ def status(city: Annotated[str | None, typer.Option(help="Only this city.")] = N
             job.stage,
             job.state,
             str(job.attempts),
-            json.dumps(job.counts)[:60],
-            (job.reason or "")[:80],
+            describe_counts(job.stage, job.state, job.counts),
+            job.reason or "",
         )
     console.print(table)
+    console.print(
+        f"workers alive: {workers['main']} on the main queue (crawl, label), "
+        f"{workers['training']} on the training queue",
+        markup=False,
+        highlight=False,
+    )
+    if any(job.stage == "train" and "published" in job.counts for job in jobs):
+        for key in ("map50", "top1_accuracy"):
+            console.print(METRICS_EXPLAINED[key], markup=False, highlight=False)
 
 
 @app.command()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from sightscan.errors import InvalidInputError
@@ -16,6 +19,7 @@ from sightscan.tasks import HueyScheduler, Queues
 from sightscan.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
+WORKER_BEAT_SECONDS = 10
 
 
 def run_worker(warehouse: Warehouse, *, queue: str = "main", workers: int = 1) -> None:
@@ -25,7 +29,39 @@ def run_worker(warehouse: Warehouse, *, queue: str = "main", workers: int = 1) -
     queues = Queues.create(warehouse.settings, warehouse)
     huey = queues.training if queue == "training" else queues.main
     log.info("worker on the %s queue with %d thread(s)", queue, workers)
-    huey.create_consumer(workers=workers, worker_type="thread", periodic=False).run()
+    stop_beating = _beat_while_running(warehouse, queue)
+    try:
+        huey.create_consumer(workers=workers, worker_type="thread", periodic=False).run()
+    finally:
+        stop_beating()
+
+
+def _beat_while_running(warehouse: Warehouse, queue: str) -> Callable[[], None]:
+    """Record this worker's heartbeat every few seconds (so `city add` knows work will run)."""
+    from sightscan.warehouse.workers import worker_beat, worker_gone
+
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{queue}"
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                with warehouse.transaction() as session:
+                    worker_beat(session, worker_id=worker_id, queue=queue)
+            except Exception:  # a missed beat is harmless; the next one may get through
+                log.warning("worker heartbeat failed", exc_info=True)
+            stop.wait(WORKER_BEAT_SECONDS)
+
+    thread = threading.Thread(target=loop, name="worker-heartbeat", daemon=True)
+    thread.start()
+
+    def stop_and_forget() -> None:
+        stop.set()
+        thread.join(timeout=5)
+        with warehouse.transaction() as session:
+            worker_gone(session, worker_id=worker_id)
+
+    return stop_and_forget
 
 
 def _stop_on_signals() -> threading.Event:

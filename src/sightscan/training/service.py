@@ -93,6 +93,14 @@ class TrainResult:
         }
 
 
+PhaseCallback = Callable[[str, int, int], None]
+"""(phase in words, done, total): a step of a training run outside the epochs."""
+
+
+def _no_phase(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -142,9 +150,16 @@ def train_city(
     *,
     progress: bool = False,
     on_progress: Callable[[TrainProgress], None] | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> TrainResult:
-    """Train a city's next model and publish it when it is not worse than the current one."""
+    """Train a city's next model and publish it when it is not worse than the current one.
+
+    `on_phase(phase, done, total)` reports the steps before and after the epochs (loading
+    and decoding photos, evaluating), so progress shows from the first second.
+    """
     settings = warehouse.settings
+    phase = on_phase or _no_phase
+    phase("loading photos", 0, 0)
     with warehouse.transaction() as session:
         refresh_marts(session)
         city_row = find_city(session, city)
@@ -160,8 +175,10 @@ def train_city(
         min_images_per_label=settings.min_image_number_per_label,
         val_fraction=VAL_FRACTION,
         decode_size=DECODE_SIZE,
+        on_decoded=lambda done, total: phase("decoding photos", done, total),
     )
     config = train_config(warehouse, city_name)
+    phase("training", 0, config.epochs)
     if progress and on_progress is None:
         with console_progress(f"training {city_name}") as bar:
             trained = train(training_set, config, bar, city=city_name)
@@ -175,6 +192,7 @@ def train_city(
         "corrupt_images": len(training_set.corrupt_images),
         "seconds": round(time.monotonic() - started, 1),
     }
+    phase("comparing with the current model", 0, 0)
     previous = _evaluate_current(warehouse, city_name, training_set)
     tolerance = settings.sightscan_quality_tolerance
     if previous is not None and not is_not_worse(trained.metrics, previous, tolerance):
@@ -231,11 +249,20 @@ def run_train_stage(
     beat: Heartbeat,
 ) -> dict[str, Any]:
     """The queue task's body: train with progress reported as the job's counts."""
-    last = [0.0]
+    last_time, last_phase = 0.0, ""
 
-    def report(event: TrainProgress) -> None:
-        if time.monotonic() - last[0] > 5:
-            last[0] = time.monotonic()
-            beat({"epoch": event.epoch, "epochs": event.epochs, "loss": round(event.loss, 4)})
+    def report(counts: dict[str, Any], phase: str) -> None:
+        nonlocal last_time, last_phase
+        # A new phase shows at once; progress within a phase at most once a second.
+        if phase != last_phase or time.monotonic() - last_time >= 1:
+            last_time, last_phase = time.monotonic(), phase
+            beat({"phase": phase, **counts})
 
-    return train_city(warehouse, city, on_progress=report).as_counts()
+    def epoch(event: TrainProgress) -> None:
+        counts = {"epoch": event.epoch, "epochs": event.epochs, "loss": round(event.loss, 4)}
+        report(counts, "training")
+
+    def step(phase: str, done: int, total: int) -> None:
+        report({"done": done, "total": total} if total else {}, phase)
+
+    return train_city(warehouse, city, on_progress=epoch, on_phase=step).as_counts()

@@ -8,7 +8,7 @@
   (boxes relative to the image), `fact_models` (city, version, blob).
 - data mart layer: `mart_training_images` (per-city training input) and `mart_city_models`
   (current model per city: the API's input and the list of supported cities).
-Operational tables: `city_requests`, `vision_calls`, `jobs`, `labelling_log`.
+Operational tables: `city_requests`, `vision_calls`, `jobs`, `labelling_log`, `workers`.
 """
 
 from __future__ import annotations
@@ -221,3 +221,13 @@ class LabellingLog(Base):
     outcome: Mapped[str] = mapped_column(String(20))  # labelled | no-landmark | capped | error
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class WorkerRow(Base):
+    """A running queue worker: it beats every few seconds, so a stale row means it is gone."""
+
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid:queue
+    queue: Mapped[str] = mapped_column(String(20), index=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
