@@ -160,7 +160,11 @@ def train(city: Annotated[str, typer.Argument(help="City to train a model for.")
 
     with _phase_display() as show_phase:
         result = train_city(_warehouse(), city, progress=True, on_phase=show_phase)
+    from sightscan.jobtext import METRICS_EXPLAINED
+
     console.print(result.metrics_table())
+    for key in ("map50", "top1_accuracy"):
+        console.print(METRICS_EXPLAINED[key], markup=False, highlight=False)
     console.print(result.summary())
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from sightscan.api.deps import CityDep, WarehouseDep
 from sightscan.api.schemas import ErrorOut, ModelMetadataOut
 from sightscan.errors import NotFoundError, StorageError
+from sightscan.jobtext import METRICS_EXPLAINED
 from sightscan.warehouse.marts import current_model
 from sightscan.warehouse.models import ModelRow
 
@@ -97,4 +98,5 @@ def model_metadata(city: CityDep, warehouse: WarehouseDep) -> dict[str, Any]:
             "created_at": row.created_at.isoformat(),
             "metadata": row.meta or {},
             "metrics": row.metrics or {},
+            "metrics_explained": METRICS_EXPLAINED,
         }
