@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +18,9 @@ from sqlalchemy.exc import ArgumentError
 
 from sightscan.errors import ConfigurationError
 
+# The one list of allowed values of each choice; factories and validation both read it.
+LabellerName = Literal["weak", "vision"]
+TrainerName = Literal["efficientnet", "yolo"]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
@@ -73,14 +76,14 @@ class Settings(BaseSettings):
     sightscan_quality_tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.02
     sightscan_discovery: str = "static"  # static | osm | places | wikidata | folder
     sightscan_photo_source: str = "folder"  # folder | commons
-    sightscan_labeller: str = "weak"  # weak | vision
+    sightscan_labeller: LabellerName = "weak"
     sightscan_vision_endpoint: str | None = None
     sightscan_overpass_url: str = "https://overpass-api.de/api/interpreter"
     sightscan_commons_url: str = "https://commons.wikimedia.org/w/api.php"
     sightscan_places_url: str = "https://places.googleapis.com/v1/places:searchText"
     sightscan_wikidata_url: str = "https://query.wikidata.org/sparql"
     sightscan_log_level: str = "INFO"
-    sightscan_trainer: str = "efficientnet"  # efficientnet | yolo (extra `yolo`)
+    sightscan_trainer: TrainerName = "efficientnet"  # yolo needs the extra `yolo`
     sightscan_yolo_weights: str = "yolo11n.pt"
 
     @field_validator("database_url")
@@ -103,15 +106,10 @@ class Settings(BaseSettings):
     def _known_source(cls, value: str) -> str:
         return _one_of(value, {"folder", "commons"})
 
-    @field_validator("sightscan_trainer")
+    @field_validator("sightscan_trainer", "sightscan_labeller", mode="before")
     @classmethod
-    def _known_trainer(cls, value: str) -> str:
-        return _one_of(value, {"efficientnet", "yolo"})
-
-    @field_validator("sightscan_labeller")
-    @classmethod
-    def _known_labeller(cls, value: str) -> str:
-        return _one_of(value, {"weak", "vision"})
+    def _choice_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def database_sqlalchemy_url(self) -> URL:

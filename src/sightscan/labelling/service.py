@@ -16,7 +16,7 @@ from typing import Any
 from sightscan.detections import Label
 from sightscan.errors import InvalidImageError, NotFoundError, QuotaExceededError
 from sightscan.labelling.base import Labeller, LabellingItem
-from sightscan.labelling.factory import make_labeller
+from sightscan.labelling.factory import LabellerConfig, make_labeller
 from sightscan.labelling.weak import WeakLabeller
 from sightscan.pipeline import Heartbeat
 from sightscan.warehouse import Warehouse
@@ -44,18 +44,12 @@ def make_city_labeller(
     warehouse: Warehouse, city: str, city_id: int
 ) -> tuple[Labeller, WeakLabeller]:
     """The configured labeller for a city and the weak fallback (both with the current model)."""
-    settings = warehouse.settings
+    config = LabellerConfig.from_settings(warehouse.settings)
     detector = warehouse_detector(warehouse, city)  # boxes for the weak labels, if any
     weak = WeakLabeller(detector.detect if detector is not None else None)
-    if settings.sightscan_labeller == "weak":
+    if config.name == "weak":
         return weak, weak
-    labeller = make_labeller(
-        settings.sightscan_labeller,
-        reserve_call=_reserve(warehouse, city_id),
-        sightscan_vision_endpoint=settings.sightscan_vision_endpoint,
-        google_application_credentials=settings.google_application_credentials,
-    )
-    return labeller, weak
+    return make_labeller(config, reserve_call=_reserve(warehouse, city_id)), weak
 
 
 def label_image(

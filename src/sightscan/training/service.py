@@ -21,7 +21,7 @@ from rich.table import Table
 from sightscan.detections import Box, Label
 from sightscan.errors import ModelFormatError
 from sightscan.pipeline import Heartbeat
-from sightscan.training.backends import select_trainer
+from sightscan.training.backends import BackendConfig, select_trainer
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import set_metadata
@@ -164,9 +164,7 @@ def train_city(
         refresh_marts(session)
         city_row = find_city(session, city)
         city_name, city_id = city_row.name, city_row.id
-    train = select_trainer(settings.sightscan_trainer)  # fails fast, before loading photos
-    if settings.sightscan_trainer == "yolo":
-        train = partial(train, weights=settings.sightscan_yolo_weights)
+    train = select_trainer(BackendConfig.from_settings(settings))  # fails before loading photos
     started = time.monotonic()
     images = load_training_images(warehouse, city_id)
     training_set = assemble_training_set(
