@@ -12,14 +12,18 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from sightscan.config import Settings, get_settings
-from sightscan.errors import InvalidInputError, SightScanError
+from sightscan.errors import SightScanError
+
+if TYPE_CHECKING:
+    from sightscan.inference import Detector
+    from sightscan.photo_files import PhotoResult
 
 app = typer.Typer(
     help="SightScan: recognise the sights of a city.",
@@ -156,12 +160,11 @@ def import_dataset(
 @handle_errors
 def train(city: Annotated[str, typer.Argument(help="City to train a model for.")]) -> None:
     """Train, evaluate and (if not worse than the current one) publish a city's next model."""
+    from sightscan.jobtext import METRICS_EXPLAINED
     from sightscan.training.service import train_city
 
     with _phase_display() as show_phase:
         result = train_city(_warehouse(), city, progress=True, on_phase=show_phase)
-    from sightscan.jobtext import METRICS_EXPLAINED
-
     console.print(result.metrics_table())
     for key in ("map50", "top1_accuracy"):
         console.print(METRICS_EXPLAINED[key], markup=False, highlight=False)
@@ -211,32 +214,23 @@ def detect(
     A photo that cannot be read is reported and skipped; the others are still detected, and
     the exit code is 1 when any photo was skipped.
     """
-    from sightscan.images import inspect_image, open_rgb, read_photo
-    from sightscan.inference import draw_detections
+    from sightscan.photo_files import detect_files
 
     settings = _settings()
-    readable: list[tuple[Path, bytes]] = []
-    for photo in photos:
-        try:
-            data = read_photo(photo)
-            inspect_image(data, max_pixels=settings.sightscan_max_image_pixels)
-        except InvalidInputError as exc:
-            message = str(exc) if str(exc).startswith(str(photo)) else f"{photo}: {exc}"
-            err_console.print(f"error: {message}", markup=False, highlight=False)
-            continue
-        readable.append((photo, data))
-    if readable:
-        detector = _city_detector(city, server=server, settings=settings)
-        outputs = _drawing_names([photo for photo, _ in readable], draw) if draw else {}
-        for photo, data in readable:
-            image = open_rgb(data)
-            detections = detector.detect(image)
-            drawn = outputs.get(photo)
-            if drawn is not None:
-                drawn.parent.mkdir(parents=True, exist_ok=True)
-                draw_detections(image, detections, debug=debug).save(drawn)
-            _print_detections(photo, detections, drawn, as_json=as_json)
-    skipped = len(photos) - len(readable)
+    results = detect_files(
+        photos,
+        lambda: _city_detector(city, server=server, settings=settings),
+        max_pixels=settings.sightscan_max_image_pixels,
+        draw=draw,
+        debug=debug,
+    )
+    skipped = 0
+    for result in results:
+        if result.error is not None:
+            skipped += 1
+            err_console.print(f"error: {result.error}", markup=False, highlight=False)
+        else:
+            _print_detections(result, as_json=as_json)
     if skipped:
         err_console.print(
             f"error: {skipped} of {len(photos)} photos could not be read (see above)",
@@ -246,7 +240,7 @@ def detect(
         raise typer.Exit(1)
 
 
-def _city_detector(city: str, *, server: str | None, settings: Settings) -> Any:
+def _city_detector(city: str, *, server: str | None, settings: Settings) -> Detector:
     """The city's newest model: from a server (cached) or the local warehouse."""
     if server:
         from sightscan.client import server_detector
@@ -258,34 +252,20 @@ def _city_detector(city: str, *, server: str | None, settings: Settings) -> Any:
     return current_detector(Warehouse.from_settings(settings, migrate=True), city)
 
 
-def _drawing_names(photos: list[Path], folder: Path) -> dict[Path, Path]:
-    """One output file per photo: photos sharing a file name get -2, -3… instead of overwriting."""
-    taken: set[str] = set()
-    names: dict[Path, Path] = {}
-    for photo in photos:
-        stem, number = photo.stem, 1
-        name = f"{stem}.jpg"
-        while name.lower() in taken:
-            number += 1
-            name = f"{stem}-{number}.jpg"
-        taken.add(name.lower())
-        names[photo] = folder / name
-    return names
-
-
-def _print_detections(photo: Path, detections: list[Any], drawn: Path | None, *,
-                      as_json: bool) -> None:
+def _print_detections(result: PhotoResult, *, as_json: bool) -> None:
     if as_json:
         record: dict[str, Any] = {
-            "image": str(photo), "detections": [d.as_dict() for d in detections]
+            "image": str(result.photo),
+            "detections": [d.as_dict() for d in result.detections],
         }
-        if drawn is not None:
-            record["drawn"] = str(drawn)
+        if result.drawn is not None:
+            record["drawn"] = str(result.drawn)
         sys.stdout.write(json.dumps(record) + "\n")
         return
-    names = ", ".join(f"{d.label} ({d.score:.2f})" for d in detections) or "no known sight"
-    suffix = f"  -> {drawn}" if drawn is not None else ""
-    console.print(f"{photo}: {names}{suffix}", markup=False, highlight=False, soft_wrap=True)
+    names = ", ".join(f"{d.label} ({d.score:.2f})" for d in result.detections)
+    suffix = f"  -> {result.drawn}" if result.drawn is not None else ""
+    console.print(f"{result.photo}: {names or 'no known sight'}{suffix}",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @city_app.command("add")
