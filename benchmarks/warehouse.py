@@ -1,12 +1,16 @@
 """Warehouse benchmark: ingest rate and incremental mart refresh, on SQLite or PostgreSQL.
 
     python benchmarks/warehouse.py --backend sqlite|postgres --sizes 1000,10000,100000 [--seed]
+        [--import-dataset]
 
 Measures (printed as a markdown table):
 - ingest, one image per transaction (as a crawler writes), images/s;
 - ingest, 500 images per transaction, images/s;
 - at each stored size: time of `refresh_marts` after 1,000 new images (and, for scale, the
   wholesale `rebuild_marts`).
+`--import-dataset` also times `sightscan import-dataset` (the importer: files read from disk,
+decoded, batched into the warehouse) on a folder of the same kind of JPEGs, in a fresh
+database; with `--seed` the table ends with its ratio to the seed's loader of the same run.
 `--seed` (PostgreSQL only) also measures the seed's approach on the same server
 (benchmarks/seed_schema.sql): bytea images, a trigger per insert, a wholesale mart rebuild.
 
@@ -264,8 +268,28 @@ def measure_ours(url: URL, sizes: list[int], ingest_count: int, rows: list[Row])
                             f"{seconds * 1000:,.0f} ms"))
 
 
+def measure_import(url: URL, count: int, rows: list[Row]) -> float:
+    """Time the importer on a folder of `count` JPEGs (one sub-folder per sight); images/s."""
+    from sightscan.importer import import_dataset
+
+    backend = url.get_backend_name()
+    print(f"writing {count} JPEGs for import-dataset …", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="sightscan-import-") as folder:
+        for n, data in enumerate(jpeg_images(count, seed=3)):
+            sight_dir = Path(folder) / SIGHTS[n % len(SIGHTS)]
+            sight_dir.mkdir(exist_ok=True)
+            (sight_dir / f"{n}.jpg").write_bytes(data)
+        with open_warehouse(url) as warehouse:
+            seconds, report = timed(lambda: import_dataset(warehouse, Path(folder), city="BONN"))
+    assert report.added == count, report
+    rate = count / seconds
+    rows.append(Row(f"{backend}: import-dataset, folder of {count} JPEGs (read, decode, "
+                    f"{BATCH} per transaction, mart refresh)", f"{rate:,.0f} images/s"))
+    return rate
+
+
 # ---------------------------------------------------------------- the seed's approach
-def measure_seed(url: URL, sizes: list[int], ingest_count: int, rows: list[Row]) -> None:
+def measure_seed(url: URL, sizes: list[int], ingest_count: int, rows: list[Row]) -> float:
     import psycopg
     from psycopg.types.json import Jsonb
 
@@ -295,6 +319,7 @@ def measure_seed(url: URL, sizes: list[int], ingest_count: int, rows: list[Row])
         rate = ingest_count / (time.perf_counter() - start)
         rows.append(Row(f"seed on postgresql: ingest, 1 image per transaction, bytea + trigger "
                         f"({ingest_count} images)", f"{rate:,.0f} images/s"))
+        seed_rate = rate
         used = ingest_count
         filler = pool[0]
         for size in sizes:
@@ -321,6 +346,7 @@ def measure_seed(url: URL, sizes: list[int], ingest_count: int, rows: list[Row])
             seconds = time.perf_counter() - start
             rows.append(Row(f"seed on postgresql: wholesale mart rebuild, {stored:,} stored",
                             f"{seconds * 1000:,.0f} ms"))
+    return seed_rate
 
 
 # ---------------------------------------------------------------- main
@@ -330,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000,10000,100000",
                         help="stored image counts at which the refresh is timed")
     parser.add_argument("--ingest", type=int, default=2000, help="images per ingest measurement")
+    parser.add_argument("--import-dataset", action="store_true",
+                        help="also time the importer on a folder of --ingest JPEGs")
     parser.add_argument("--seed", action="store_true",
                         help="also measure the seed's trigger + bytea + rebuild way (postgres)")
     parser.add_argument("--seed-sizes", default="1000,10000",
@@ -346,12 +374,19 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Row] = []
     with temporary_database(args.backend, admin_url) as url:
         measure_ours(url, sizes, args.ingest, rows)
+    import_rate = None
+    if args.import_dataset:
+        with temporary_database(args.backend, admin_url) as url:
+            import_rate = measure_import(url, args.ingest, rows)
     if args.seed:
         if args.backend != "postgres":
             parser.error("--seed needs --backend postgres (the seed's schema is PostgreSQL)")
         with temporary_database("postgres", admin_url) as url:
             seed_sizes = sorted(int(s) for s in args.seed_sizes.split(",") if s.strip())
-            measure_seed(url, seed_sizes, args.ingest, rows)
+            seed_rate = measure_seed(url, seed_sizes, args.ingest, rows)
+        if import_rate is not None:
+            rows.append(Row("import-dataset / seed loader, same run",
+                            f"{import_rate / seed_rate:.1f}x"))
     print("| measurement | result |")
     print("|---|---|")
     for row in rows:

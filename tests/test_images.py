@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from sightscan.errors import InvalidImageError
-from sightscan.images import inspect_image, open_rgb, sha256_hex
+from sightscan.images import inspect_image, open_rgb, register_formats, sha256_hex
 
 
 def encode(fmt: str, size: tuple[int, int] = (32, 20), mode: str = "RGB") -> bytes:
+    register_formats()  # HEIF is written by pillow-heif
     buffer = io.BytesIO()
     Image.new(mode, size, (200, 100, 50) if mode == "RGB" else 1).save(buffer, format=fmt)
     return buffer.getvalue()
@@ -21,7 +22,8 @@ def encode(fmt: str, size: tuple[int, int] = (32, 20), mode: str = "RGB") -> byt
 @pytest.mark.parametrize(
     ("fmt", "mime"),
     [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("GIF", "image/gif"), ("BMP", "image/bmp"),
-     ("WEBP", "image/webp"), ("TIFF", "image/tiff")],
+     ("WEBP", "image/webp"), ("TIFF", "image/tiff"), ("AVIF", "image/avif"),
+     ("HEIF", "image/heic")],
 )
 def test_supported_formats_are_accepted(fmt: str, mime: str) -> None:
     data = encode(fmt)
@@ -45,7 +47,7 @@ def test_non_images_are_rejected(data: bytes) -> None:
         inspect_image(data)
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "AVIF", "HEIF"])
 def test_truncated_images_are_rejected(fmt: str) -> None:
     buffer = io.BytesIO()
     Image.effect_noise((64, 64), 60).convert("RGB").save(buffer, format=fmt)
@@ -62,6 +64,20 @@ def test_unsupported_format_is_rejected_by_name() -> None:
 def test_too_many_pixels_are_rejected_before_decoding() -> None:
     with pytest.raises(InvalidImageError, match="pixels"):
         inspect_image(encode("PNG", (200, 100)), max_pixels=10_000)
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_phone_formats_get_the_same_pixel_limit(fmt: str) -> None:
+    with pytest.raises(InvalidImageError, match="pixels"):
+        inspect_image(encode(fmt, (200, 100)), max_pixels=10_000)
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_phone_formats_decode_to_rgb(fmt: str) -> None:
+    image = open_rgb(encode(fmt, (40, 30)))
+    assert image.mode == "RGB" and image.size == (40, 30)
+    red, green, blue = image.getpixel((20, 15))  # type: ignore[misc]
+    assert red > 150 and 60 < green < 140 and blue < 100  # lossy, but the colour survives
 
 
 def test_decompression_bomb_is_rejected() -> None:

@@ -5,20 +5,25 @@ Errors print one line to stderr and exit with code 1 (2 for usage errors, from T
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from sightscan.config import Settings, get_settings
-from sightscan.errors import InvalidInputError, SightScanError
+from sightscan.errors import SightScanError
+
+if TYPE_CHECKING:
+    from sightscan.inference import Detector
+    from sightscan.photo_files import PhotoResult
 
 app = typer.Typer(
     help="SightScan: recognise the sights of a city.",
@@ -33,6 +38,7 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+QUIET_LIBRARIES = ("alembic", "httpx", "httpcore")
 
 
 def handle_errors(func: F) -> F:
@@ -49,13 +55,21 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _settings() -> Settings:
     settings = get_settings()
     logging.basicConfig(
         level=settings.sightscan_log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Libraries' own INFO lines (every HTTP request, every migration step) are noise on a
+    # terminal; SIGHTSCAN_LOG_LEVEL=DEBUG shows them again.
+    quiet = logging.DEBUG if settings.sightscan_log_level.upper() == "DEBUG" else logging.WARNING
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(quiet)
     return settings
 
 
@@ -132,21 +146,59 @@ def import_dataset(
     from sightscan.importer import import_dataset as run_import
 
     report = run_import(_warehouse(), path, city=city, fmt=fmt, progress=True)
+    for problem in [*report.skipped_files, *report.label_problems]:
+        err_console.print(f"skipped {problem}", markup=False, highlight=False)
     console.print(
         f"{report.city}: {report.added} added, {report.duplicates} already stored, "
-        f"{report.skipped} skipped (not a valid image), {report.labels} labels"
+        f"{_count(report.skipped, 'file')} skipped, "
+        f"{_count(len(report.label_problems), 'label line')} skipped, {report.labels} labels",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
+    for reason, count in report.reasons():
+        console.print(f"  skipped {count} x {reason}", markup=False, highlight=False)
 
 
 @app.command()
 @handle_errors
 def train(city: Annotated[str, typer.Argument(help="City to train a model for.")]) -> None:
     """Train, evaluate and (if not worse than the current one) publish a city's next model."""
+    from sightscan.jobtext import METRICS_EXPLAINED
     from sightscan.training.service import train_city
 
-    result = train_city(_warehouse(), city, progress=True)
+    with _phase_display() as show_phase:
+        result = train_city(_warehouse(), city, progress=True, on_phase=show_phase)
     console.print(result.metrics_table())
+    for key in ("map50", "top1_accuracy"):
+        console.print(METRICS_EXPLAINED[key], markup=False, highlight=False)
     console.print(result.summary())
+
+
+@contextlib.contextmanager
+def _phase_display() -> Iterator[Callable[[str, int, int], None]]:
+    """Training's steps around the epochs: a bar while photos decode, a line for the others."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=console)
+    task: list[Any] = []
+
+    def show(phase: str, done: int, total: int) -> None:
+        if phase != "decoding photos":
+            bar.stop()
+            suffix = f" ({total} epochs)" if phase == "training" and total else ""
+            console.print(f"{phase}{suffix} …", markup=False, highlight=False)
+            return
+        if not task:
+            bar.start()
+            task.append(bar.add_task(phase, total=total))
+        bar.update(task[0], completed=done)
+
+    try:
+        yield show
+    finally:
+        bar.stop()
 
 
 @app.command()
@@ -161,34 +213,63 @@ def detect(
     ] = None,
     debug: Annotated[bool, typer.Option(help="Draw scores and boxes.")] = False,
 ) -> None:
-    """Detect sights in photos with the city's newest model, offline."""
-    from sightscan.client import load_city_detector
-    from sightscan.images import inspect_image, open_rgb
-    from sightscan.inference import draw_detections
+    """Detect sights in photos with the city's newest model, offline.
 
-    images = []
-    for photo in photos:
-        data = photo.read_bytes() if photo.is_file() else b""
-        try:
-            inspect_image(data)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{photo}: {exc}") from None
-        images.append((photo, open_rgb(data)))
-    detector = load_city_detector(city, server=server, settings=_settings())
-    if draw is not None:
-        draw.mkdir(parents=True, exist_ok=True)
-    for photo, image in images:
-        detections = detector.detect(image)
-        if as_json:
-            sys.stdout.write(
-                json.dumps({"image": str(photo), "detections": [d.as_dict() for d in detections]})
-                + "\n"
-            )
+    A photo that cannot be read is reported and skipped; the others are still detected, and
+    the exit code is 1 when any photo was skipped.
+    """
+    from sightscan.photo_files import detect_files
+
+    settings = _settings()
+    results = detect_files(
+        photos,
+        lambda: _city_detector(city, server=server, settings=settings),
+        max_pixels=settings.sightscan_max_image_pixels,
+        draw=draw,
+        debug=debug,
+    )
+    skipped = 0
+    for result in results:
+        if result.error is not None:
+            skipped += 1
+            err_console.print(f"error: {result.error}", markup=False, highlight=False)
         else:
-            names = ", ".join(f"{d.label} ({d.score:.2f})" for d in detections) or "no known sight"
-            console.print(f"{photo}: {names}", markup=False, highlight=False)
-        if draw is not None:
-            draw_detections(image, detections, debug=debug).save(draw / f"{photo.stem}.jpg")
+            _print_detections(result, as_json=as_json)
+    if skipped:
+        err_console.print(
+            f"error: {skipped} of {len(photos)} photos could not be read (see above)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _city_detector(city: str, *, server: str | None, settings: Settings) -> Detector:
+    """The city's newest model: from a server (cached) or the local warehouse."""
+    if server:
+        from sightscan.client import server_detector
+
+        return server_detector(server, city, settings=settings)
+    from sightscan.warehouse import Warehouse
+    from sightscan.warehouse.registry import current_detector
+
+    return current_detector(Warehouse.from_settings(settings, migrate=True), city)
+
+
+def _print_detections(result: PhotoResult, *, as_json: bool) -> None:
+    if as_json:
+        record: dict[str, Any] = {
+            "image": str(result.photo),
+            "detections": [d.as_dict() for d in result.detections],
+        }
+        if result.drawn is not None:
+            record["drawn"] = str(result.drawn)
+        sys.stdout.write(json.dumps(record) + "\n")
+        return
+    names = ", ".join(f"{d.label} ({d.score:.2f})" for d in result.detections)
+    suffix = f"  -> {result.drawn}" if result.drawn is not None else ""
+    console.print(f"{result.photo}: {names or 'no known sight'}{suffix}",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @city_app.command("add")
@@ -206,6 +287,7 @@ def city_add(
     from sightscan.pipeline import Stage
     from sightscan.tasks import HueyScheduler
     from sightscan.warehouse.cities import request_city
+    from sightscan.warehouse.cloud import live_workers
 
     if photos is not None and not photos.is_dir():
         raise typer.BadParameter(f"expected a folder, got {photos}", param_hint="--photos")
@@ -222,7 +304,13 @@ def city_add(
     scheduler = HueyScheduler.from_settings(warehouse.settings, warehouse)
     job_id = scheduler.submit(Stage.CRAWL, result.city)
     state = f"crawl queued as job {job_id}" if job_id else "a crawl is already queued or running"
-    console.print(f"{result.city}: {state}; run `sightscan up` or `sightscan worker` to process it")
+    with warehouse.transaction() as session:
+        workers = live_workers(session, queue="main")
+    if workers:
+        then = f"{_count(workers, 'worker')} running; `sightscan status` shows its progress"
+    else:
+        then = "no worker is running: start `sightscan up` (or `sightscan worker`) to process it"
+    console.print(f"{result.city}: {state}; {then}", markup=False, highlight=False)
 
 
 @app.command()
@@ -230,12 +318,15 @@ def city_add(
 def status(city: Annotated[str | None, typer.Option(help="Only this city.")] = None) -> None:
     """Show the pipeline jobs, newest first."""
     from sightscan.cities import normalise_city
+    from sightscan.jobtext import METRICS_EXPLAINED, describe_counts
+    from sightscan.warehouse.cloud import live_workers
     from sightscan.warehouse.jobs import list_jobs
 
     warehouse = _warehouse()
     with warehouse.transaction() as session:
         jobs = list_jobs(session, city=normalise_city(city) if city else None, limit=50)
-    table = Table("id", "city", "stage", "state", "attempts", "counts", "reason")
+        workers = {q: live_workers(session, queue=q) for q in ("main", "training")}
+    table = Table("id", "city", "stage", "state", "attempts", "progress", "reason")
     for job in jobs:
         table.add_row(
             str(job.id),
@@ -243,10 +334,19 @@ def status(city: Annotated[str | None, typer.Option(help="Only this city.")] = N
             job.stage,
             job.state,
             str(job.attempts),
-            json.dumps(job.counts)[:60],
-            (job.reason or "")[:80],
+            describe_counts(job.stage, job.state, job.counts),
+            job.reason or "",
         )
     console.print(table)
+    console.print(
+        f"workers alive: {workers['main']} on the main queue (crawl, label), "
+        f"{workers['training']} on the training queue",
+        markup=False,
+        highlight=False,
+    )
+    if any(job.stage == "train" and "published" in job.counts for job in jobs):
+        for key in ("map50", "top1_accuracy"):
+            console.print(METRICS_EXPLAINED[key], markup=False, highlight=False)
     _print_gpu_instance(warehouse)
 
 

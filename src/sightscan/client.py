@@ -1,7 +1,8 @@
-"""Client side of model delivery: get a city's newest model once, then detect offline.
+"""Client side of model delivery: a city's newest model from a server, cached, used offline.
 
-With a server, the model is cached under the data directory and downloaded again only when
-the server's /model/version changed; without one, the local warehouse's current model is used.
+The model is cached under the data directory and downloaded again only when the server's
+/model/version changed. The warehouse's own current model is opened by
+`sightscan.warehouse.registry`, not here: this module never touches the warehouse.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
@@ -18,9 +18,6 @@ from sightscan.cities import normalise_city
 from sightscan.config import Settings
 from sightscan.errors import ExternalServiceError, NotFoundError
 from sightscan.inference import Detector
-
-if TYPE_CHECKING:
-    from sightscan.warehouse import Warehouse
 
 
 def _cache_paths(cache_dir: Path, city: str) -> tuple[Path, Path]:
@@ -63,28 +60,7 @@ def download_model(
             http.close()
 
 
-def load_city_detector(city: str, *, server: str | None, settings: Settings) -> Detector:
-    """A detector for the city's newest model, from a server (cached) or the local warehouse."""
-    if server:
-        path, _ = download_model(server, city, settings.sightscan_data_dir / "model-cache")
-        return Detector.from_path(path)
-    from sightscan.warehouse import Warehouse
-    from sightscan.warehouse.marts import refresh_marts
-
-    warehouse = Warehouse.from_settings(settings, migrate=True)
-    name = normalise_city(city)
-    with warehouse.transaction() as session:
-        refresh_marts(session)
-    detector = warehouse_detector(warehouse, name)
-    if detector is None:
-        raise NotFoundError(f"no model for {name}: run `sightscan train {name}` first")
-    return detector
-
-
-def warehouse_detector(warehouse: Warehouse, city: str) -> Detector | None:
-    """The detector of a (normalised) city's current model in the warehouse, or None."""
-    from sightscan.warehouse.marts import current_model
-
-    with warehouse.transaction() as session:
-        model = current_model(session, city)
-    return None if model is None else Detector.from_bytes(warehouse.blobs.get(model.blob_key))
+def server_detector(server: str, city: str, *, settings: Settings) -> Detector:
+    """A detector for the city's newest model on `server` (downloaded once, then cached)."""
+    path, _ = download_model(server, city, settings.sightscan_data_dir / "model-cache")
+    return Detector.from_path(path)

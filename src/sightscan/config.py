@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +24,9 @@ DISCOVERIES = ("static", "osm", "places", "wikidata", "folder")
 AUTO_DISCOVERY = "auto"  # places (when MAPS_KEY is set), then wikidata, then osm
 PHOTO_SOURCES = ("commons", "folder")
 
+# The one list of allowed values of each choice; factories and validation both read it.
+LabellerName = Literal["weak", "vision"]
+TrainerName = Literal["efficientnet", "yolo"]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
@@ -95,14 +98,14 @@ class Settings(BaseSettings):
     # providers tried in order: static | osm | places | wikidata | folder
     sightscan_discovery: str = "auto"
     sightscan_photo_source: str = "commons"  # commons | folder
-    sightscan_labeller: str = "weak"  # weak | vision
+    sightscan_labeller: LabellerName = "weak"
     sightscan_vision_endpoint: str | None = None
     sightscan_overpass_url: str = "https://overpass-api.de/api/interpreter"
     sightscan_commons_url: str = "https://commons.wikimedia.org/w/api.php"
     sightscan_places_url: str = "https://places.googleapis.com/v1/places:searchText"
     sightscan_wikidata_url: str = "https://query.wikidata.org/sparql"
     sightscan_log_level: str = "INFO"
-    sightscan_trainer: str = "efficientnet"  # efficientnet | yolo (extra `yolo`)
+    sightscan_trainer: TrainerName = "efficientnet"  # yolo needs the extra `yolo`
     sightscan_yolo_weights: str = "yolo11n.pt"
     # folder of everyday photos (no sight of any city), negatives for every city's training
     sightscan_negatives_dir: Path | None = None
@@ -144,15 +147,10 @@ class Settings(BaseSettings):
     def _known_source(cls, value: str) -> str:
         return _one_of(value, set(PHOTO_SOURCES))
 
-    @field_validator("sightscan_trainer")
+    @field_validator("sightscan_trainer", "sightscan_labeller", mode="before")
     @classmethod
-    def _known_trainer(cls, value: str) -> str:
-        return _one_of(value, {"efficientnet", "yolo"})
-
-    @field_validator("sightscan_labeller")
-    @classmethod
-    def _known_labeller(cls, value: str) -> str:
-        return _one_of(value, {"weak", "vision"})
+    def _choice_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("sightscan_trusted_proxies")
     @classmethod

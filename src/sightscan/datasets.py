@@ -21,7 +21,9 @@ from pathlib import Path
 from sightscan.detections import Box, Label
 from sightscan.errors import InvalidInputError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {
+    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".avif", ".heic", ".heif"
+}
 RANGE_SLACK = 0.01  # annotation tools round coordinates just past the image edge
 MIN_BOX_SIDE = 1e-4  # relative; narrower boxes are annotation slips, not sights
 

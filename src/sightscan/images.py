@@ -1,7 +1,9 @@
-"""Decode-and-check for every image that enters SightScan (uploads, crawls, imports).
+"""Decode-and-check for every image that enters SightScan (uploads, crawls, imports, detect).
 
 The type is decided by decoding the content, never by a file name; the pixel count is
 checked before decoding (decompression-bomb guard); truncated files are rejected.
+AVIF is decoded by Pillow's own plugin, HEIC/HEIF (phone photos) by pillow-heif, whose
+opener is registered on first use rather than at import.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -23,7 +27,10 @@ ALLOWED_FORMATS = {
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
     "MPO": "image/jpeg",
+    "AVIF": "image/avif",
+    "HEIF": "image/heic",  # pillow-heif's name for HEIC and HEIF photos
 }
+FORMAT_NAMES = "jpeg, png, gif, bmp, webp, tiff, avif or heic"
 DEFAULT_MAX_PIXELS = 50_000_000
 
 
@@ -44,6 +51,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@cache
+def register_formats() -> None:
+    """Teach Pillow HEIC/HEIF (pillow-heif); AVIF is Pillow's own since 11.3."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
 def inspect_image(
     data: bytes, *, max_bytes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> ImageInfo:
@@ -52,6 +67,7 @@ def inspect_image(
         raise InvalidImageError("expected image bytes, got an empty file")
     if max_bytes is not None and len(data) > max_bytes:
         raise InvalidImageError(f"expected at most {max_bytes} bytes, got {len(data)}")
+    register_formats()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -59,8 +75,7 @@ def inspect_image(
                 fmt = image.format or ""
                 if fmt not in ALLOWED_FORMATS:
                     raise InvalidImageError(
-                        "expected one of jpeg, png, gif, bmp, webp, tiff, "
-                        f"got {fmt.lower() or 'unknown'}"
+                        f"expected one of {FORMAT_NAMES}, got {fmt.lower() or 'unknown'}"
                     )
                 width, height = image.size
                 if width < 1 or height < 1 or width * height > max_pixels:
@@ -71,15 +86,29 @@ def inspect_image(
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImageError("expected a jpeg, png, gif, bmp, webp or tiff image") from None
+        raise InvalidImageError(f"expected a {FORMAT_NAMES} image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"expected an intact image, got a broken file ({exc})") from None
     return ImageInfo(fmt, ALLOWED_FORMATS[fmt], width, height, sha256_hex(data), len(data))
+
+
+def read_photo(path: str | Path) -> bytes:
+    """The bytes of a photo file; InvalidImageError saying plainly what is wrong with the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidImageError(f"{path}: is a folder, expected a photo file")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidImageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InvalidImageError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def open_rgb(data: bytes) -> Image.Image:
     """Decode bytes to an RGB PIL image (EXIF orientation applied)."""
     from PIL import ImageOps
 
+    register_formats()
     with Image.open(io.BytesIO(data)) as image:
         return ImageOps.exif_transpose(image).convert("RGB")

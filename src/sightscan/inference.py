@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sightscan.detections import Box, Detection
 from sightscan.errors import InvalidImageError, ModelFormatError
-from sightscan.images import inspect_image, open_rgb
+from sightscan.images import inspect_image, open_rgb, read_photo
 
 METADATA_KEY = "sightscan"
 MODEL_FORMAT = "sightscan-detector"
@@ -29,10 +29,7 @@ def _to_rgb(image: ImageInput) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB") if image.mode != "RGB" else image
     if isinstance(image, str | Path):
-        try:
-            data = Path(image).read_bytes()
-        except OSError as exc:
-            raise InvalidImageError(f"cannot read the photo {image}: {exc.strerror}") from None
+        data = read_photo(image)
     elif isinstance(image, bytes | bytearray):
         data = bytes(image)
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +94,37 @@ def default_steps() -> list[PassStep]:
     ]
 
 
+def _queued(what: str, city: str, job_id: object) -> str:
+    if job_id is None:
+        return f"{what} of {city} is already queued or running"
+    return f"{what} of {city} queued as job {job_id}"
+
+
+def describe_pass(done: Mapping[str, object]) -> str:
+    """What one pass did, in words for the log (the keys of `Refresher.run_once`)."""
+    parts: list[str] = []
+    changes = done.get("refreshed_changes")
+    if changes:
+        parts.append(f"data marts refreshed with {changes} new arrival(s)")
+    requeued = done.get("requeued_jobs")
+    if isinstance(requeued, Sequence) and requeued:
+        ids = ", ".join(str(job_id) for job_id in requeued)
+        parts.append(f"job(s) {ids} queued again (worker stopped or message lost)")
+    label = done.get("label")
+    if isinstance(label, tuple) and len(label) == 2:
+        parts.append(_queued("labelling", str(label[0]), label[1]))
+    train = done.get("train")
+    if isinstance(train, Sequence):
+        parts.extend(
+            _queued("training", str(city), job_id) + " (enough labelled photos)"
+            for city, job_id in train
+        )
+    gpu = done.get("gpu")
+    if gpu:
+        parts.append(f"GPU training instance: {gpu}")
+    return "; ".join(parts) or "nothing to do"
+
+
 @dataclass
 class Refresher:
     """Runs the pass steps on their own intervals.
@@ -161,7 +192,7 @@ class Refresher:
                 try:
                     done = self.run_once()
                     if any(done.values()):
-                        log.info("refresher: %s", done)
+                        log.info("refresher: %s", describe_pass(done))
                 except Exception:
                     log.exception("refresher pass failed; retrying")
                 stop.wait(tick_seconds)

@@ -74,3 +74,19 @@ def test_detect_rejects_a_file_that_is_not_a_photo(
 def test_detect_needs_the_image_field(client: TestClient) -> None:
     response = client.post("/api/cities/Rome/detect", files={"photo": ("p.png", _photo(None, 2))})
     assert response.status_code == 400 and "`image`" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_detect_takes_phone_photos_in_avif_and_heic(
+    client: TestClient, publish_model: Callable[..., Any], model_bytes: bytes, fmt: str
+) -> None:
+    from sightscan.images import register_formats
+
+    register_formats()
+    publish_model("Rome", model_bytes)
+    out = io.BytesIO()
+    Image.open(io.BytesIO(_photo("disc", 99))).save(out, fmt)
+    response = client.post("/api/cities/rome/detect", files={"image": ("p.heic", out.getvalue())})
+    assert response.status_code == 200, response.text
+    assert response.json()["detections"] == [
+        d.as_dict() for d in Detector.from_bytes(model_bytes).detect(out.getvalue())]

@@ -290,3 +290,23 @@ def test_an_upload_for_an_unusable_city_is_400_and_changes_nothing(
     response = upload(client, make_image(14), city="%22%3B%27")
     assert response.status_code == 400
     assert snapshot() == before
+
+
+@pytest.mark.parametrize(("fmt", "mime"), [("AVIF", "image/avif"), ("HEIF", "image/heic")])
+def test_phone_photos_in_avif_and_heic_are_stored_with_their_type(
+    client: TestClient, warehouse: Warehouse, fmt: str, mime: str
+) -> None:
+    from sightscan.images import register_formats
+    from sightscan.warehouse.models import ImageRow
+
+    register_formats()
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 120, 200)).save(buffer, format=fmt)
+    response = upload(client, buffer.getvalue(), filename=f"phone.{fmt.lower()}",
+                      content_type=mime)
+    assert response.status_code == 201, response.text
+    with warehouse.transaction() as session:
+        row = session.get(ImageRow, response.json()["image_id"])
+        fact = session.get(FactSight, response.json()["image_id"])
+        assert row is not None and row.mime_type == mime
+        assert fact is not None and (fact.width, fact.height) == (40, 30)

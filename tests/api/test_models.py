@@ -116,3 +116,12 @@ def test_content_disposition_has_an_ascii_fallback_and_the_utf8_name() -> None:
     assert header.startswith('attachment; filename="K__LN-v1.onnx"; ')
     assert header.endswith("filename*=UTF-8''K%C3%96%22LN-v1.onnx")
     header.encode("latin-1")
+
+
+def test_model_metadata_explains_each_metric(
+    client: TestClient, publish_model: Callable[..., Any]
+) -> None:
+    publish_model("Wien", b"weights", map50=0.0)
+    explained = client.get("/api/cities/Wien/model/metadata").json()["metrics_explained"]
+    assert {"map50", "map50_95", "top1_accuracy", "negatives_clean_rate"} <= explained.keys()
+    assert "without boxes" in explained["map50"]

@@ -84,3 +84,17 @@ def test_a_broken_json_file_is_invalid_input(tmp_path: Path) -> None:
     data.write_text("[", encoding="utf-8")
     with pytest.raises(InvalidInputError, match="expected JSON"):
         StaticDiscovery.from_file(data)
+
+
+def test_phone_photos_in_avif_and_heic_are_offered(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from sightscan.images import inspect_image, register_formats
+
+    register_formats()
+    (tmp_path / "Reichstag").mkdir()
+    Image.new("RGB", (20, 16), (1, 2, 3)).save(tmp_path / "Reichstag" / "a.avif", format="AVIF")
+    Image.new("RGB", (20, 16), (1, 2, 3)).save(tmp_path / "Reichstag" / "b.HEIC", format="HEIF")
+    photos = list(FolderSource(tmp_path).photos_for(Sight("Reichstag"), "Berlin", 5))
+    assert [Path(p.url).name for p in photos] == ["a.avif", "b.HEIC"]
+    assert [inspect_image(p.fetch(1_000_000)).format for p in photos] == ["AVIF", "HEIF"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fakes.images import jpeg_bytes
+from sightscan.config import load_settings
 from sightscan.detections import Box, Detection, Label
 from sightscan.errors import ConfigurationError
 from sightscan.labelling.base import LabellingItem
-from sightscan.labelling.factory import make_labeller
+from sightscan.labelling.factory import LabellerConfig, make_labeller
 from sightscan.labelling.vision import VisionLabeller
 from sightscan.labelling.weak import WeakLabeller
 
@@ -51,11 +54,23 @@ def test_no_box_when_the_model_finds_only_other_sights_or_weak_ones() -> None:
 
 
 def test_the_factory_builds_each_labeller() -> None:
-    assert isinstance(make_labeller("weak"), WeakLabeller)
-    vision = make_labeller("vision", reserve_call=lambda: False,
-                           sightscan_vision_endpoint="http://127.0.0.1:9")
-    assert isinstance(vision, VisionLabeller)
+    assert isinstance(make_labeller(LabellerConfig("weak")), WeakLabeller)
+    config = LabellerConfig("vision", vision_endpoint="http://127.0.0.1:9")
+    assert isinstance(make_labeller(config, reserve_call=lambda: False), VisionLabeller)
     with pytest.raises(ConfigurationError, match="reserve_call"):
-        make_labeller("vision")
-    with pytest.raises(ConfigurationError, match="SIGHTSCAN_LABELLER"):
-        make_labeller("magic")
+        make_labeller(config)
+
+
+def test_the_labeller_configuration_comes_from_the_settings_once() -> None:
+    settings = load_settings(sightscan_labeller="Vision",
+                             sightscan_vision_endpoint="http://127.0.0.1:9",
+                             google_application_credentials="/secrets/key.json")
+    assert LabellerConfig.from_settings(settings) == LabellerConfig(
+        "vision", "http://127.0.0.1:9", Path("/secrets/key.json"))
+
+
+def test_a_misspelt_labeller_fails_at_start_with_the_allowed_values() -> None:
+    with pytest.raises(ConfigurationError, match="SIGHTSCAN_LABELLER.*'weak' or 'vision'"):
+        load_settings(sightscan_labeller="visoin")
+    with pytest.raises(ConfigurationError, match="SIGHTSCAN_LABELLER: expected one of weak"):
+        LabellerConfig("magic")  # type: ignore[arg-type]

@@ -20,11 +20,12 @@ from mts_synthetic import make_images, render
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from sightscan.config import load_settings
 from sightscan.detections import Label
 from sightscan.errors import ConfigurationError, TrainingError
 from sightscan.inference import Detector
 from sightscan.training import TrainConfig, TrainingImage, assemble_training_set
-from sightscan.training.backends import select_trainer
+from sightscan.training.backends import BackendConfig, select_trainer
 from sightscan.training.export import base_metadata, read_metadata, set_metadata
 from sightscan.training.yolo import (
     check_wrapped,
@@ -306,13 +307,18 @@ def test_missing_ultralytics_is_a_configuration_error_with_the_install_hint(monk
     with pytest.raises(ConfigurationError, match=r"pip install 'sightscan\[yolo\]'"):
         train_detector_yolo(_small_set(), config)
     with pytest.raises(ConfigurationError, match="SIGHTSCAN_TRAINER"):
-        select_trainer("yolo")
+        select_trainer(BackendConfig("yolo"))
 
 
 def test_select_trainer_knows_the_backends(fake_ultralytics):
-    assert callable(select_trainer("efficientnet")) and callable(select_trainer(" YOLO "))
-    with pytest.raises(ConfigurationError, match="SIGHTSCAN_TRAINER"):
-        select_trainer("resnet")
+    assert callable(select_trainer(BackendConfig("efficientnet")))
+    yolo = select_trainer(BackendConfig.from_settings(
+        load_settings(sightscan_trainer=" YOLO ", sightscan_yolo_weights="yolo11s.pt")))
+    assert yolo.keywords == {"weights": "yolo11s.pt"}  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="SIGHTSCAN_TRAINER: expected one of"):
+        BackendConfig("resnet")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="SIGHTSCAN_TRAINER.*'efficientnet' or 'yolo'"):
+        load_settings(sightscan_trainer="resnet")
 
 
 # ------------------------------------------------------------------ isolation
@@ -326,10 +332,10 @@ def test_the_default_backend_never_imports_ultralytics(tmp_path):
         import sightscan.training, sightscan.training.backends, sightscan.training.yolo
         from mts_synthetic import make_images
         from sightscan.training import TrainConfig, assemble_training_set
-        from sightscan.training.backends import select_trainer
+        from sightscan.training.backends import BackendConfig, select_trainer
 
         assert importlib.util.find_spec("ultralytics") is not None  # importable: not vacuous
-        train = select_trainer("efficientnet")
+        train = select_trainer(BackendConfig("efficientnet"))
         images = make_images(3, 2, seed=1, size=64)
         training_set = assemble_training_set(images, city=None, min_images_per_label=2,
                                              decode_size=64)

@@ -63,6 +63,8 @@ class ModelMetadataOut(BaseModel):
     created_at: str
     metadata: dict[str, Any]
     metrics: dict[str, Any]
+    # What each metric means (why mAP is 0.0 for a city trained from photos without boxes).
+    metrics_explained: dict[str, str] = {}
 
 
 class HealthOut(BaseModel):

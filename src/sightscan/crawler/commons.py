@@ -27,7 +27,10 @@ from sightscan.http import decode_json, request_with_retries, retry_after_second
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMONS_URL = "https://commons.wikimedia.org/w/api.php"
-IMAGE_MIMES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff"})
+IMAGE_MIMES = frozenset(
+    {"image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/avif", "image/heic",
+     "image/heif"}
+)
 MAX_BATCH = 50  # thumbnails per API request (the API scales at most 50 per request)
 _TAGS = re.compile(r"<[^>]*>")
 

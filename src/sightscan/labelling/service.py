@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sightscan.client import warehouse_detector
 from sightscan.detections import Label
 from sightscan.errors import InvalidImageError, NotFoundError, QuotaExceededError
 from sightscan.labelling.base import Labeller, LabellingItem
-from sightscan.labelling.factory import make_labeller
+from sightscan.labelling.factory import LabellerConfig, make_labeller
 from sightscan.labelling.weak import WeakLabeller
 from sightscan.pipeline import FollowUp, Stage, StageResult, StageRun, needs_training
 from sightscan.warehouse import Warehouse
@@ -24,6 +23,7 @@ from sightscan.warehouse.cities import find_city, reserve_vision_call
 from sightscan.warehouse.images import StoredImage, set_labels, unlabelled_images
 from sightscan.warehouse.jobs import log_labelling
 from sightscan.warehouse.marts import city_overview, refresh_marts
+from sightscan.warehouse.registry import warehouse_detector
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -43,18 +43,12 @@ def make_city_labeller(
     warehouse: Warehouse, city: str, city_id: int
 ) -> tuple[Labeller, WeakLabeller]:
     """The configured labeller for a city and the weak fallback (both with the current model)."""
-    settings = warehouse.settings
+    config = LabellerConfig.from_settings(warehouse.settings)
     detector = warehouse_detector(warehouse, city)  # boxes for the weak labels, if any
     weak = WeakLabeller(detector.detect if detector is not None else None)
-    if settings.sightscan_labeller == "weak":
+    if config.name == "weak":
         return weak, weak
-    labeller = make_labeller(
-        settings.sightscan_labeller,
-        reserve_call=_reserve(warehouse, city_id),
-        sightscan_vision_endpoint=settings.sightscan_vision_endpoint,
-        google_application_credentials=settings.google_application_credentials,
-    )
-    return labeller, weak
+    return make_labeller(config, reserve_call=_reserve(warehouse, city_id)), weak
 
 
 def label_image(

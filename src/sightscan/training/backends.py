@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, get_args
 
+from sightscan.config import Settings, TrainerName
 from sightscan.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from sightscan.training.dataset import TrainingSet
     from sightscan.training.trainer import ProgressCallback, TrainConfig, TrainedModel
 
-TRAINERS = ("efficientnet", "yolo")
+TRAINERS: tuple[str, ...] = get_args(TrainerName)
 TrainerFunction = Callable[..., "TrainedModel"]
 
 
@@ -47,14 +50,30 @@ def _has_ultralytics() -> bool:
         return True
 
 
-def select_trainer(name: str) -> TrainerFunction:
-    """The train function of a backend name; ConfigurationError for unknown or uninstalled ones."""
-    key = name.strip().lower()
-    if key == "efficientnet":
-        return _efficientnet
-    if key == "yolo":
-        if not _has_ultralytics():
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    """Which trainer backend (SIGHTSCAN_TRAINER) and its own options; built once per run."""
+
+    name: TrainerName = "efficientnet"
+    yolo_weights: str = "yolo11n.pt"
+
+    def __post_init__(self) -> None:
+        if self.name not in TRAINERS:
             raise ConfigurationError(
-                "SIGHTSCAN_TRAINER: yolo needs ultralytics: pip install 'sightscan[yolo]'")
-        return _yolo
-    raise ConfigurationError(f"SIGHTSCAN_TRAINER: expected one of {list(TRAINERS)}, got {name!r}")
+                f"SIGHTSCAN_TRAINER: expected one of {', '.join(TRAINERS)}, got {self.name!r}"
+            )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BackendConfig:
+        """SIGHTSCAN_TRAINER and SIGHTSCAN_YOLO_WEIGHTS."""
+        return cls(settings.sightscan_trainer, settings.sightscan_yolo_weights)
+
+
+def select_trainer(config: BackendConfig) -> TrainerFunction:
+    """The train function of the configured backend; ConfigurationError when not installed."""
+    if config.name == "efficientnet":
+        return _efficientnet
+    if not _has_ultralytics():
+        raise ConfigurationError(
+            "SIGHTSCAN_TRAINER: yolo needs ultralytics: pip install 'sightscan[yolo]'")
+    return partial(_yolo, weights=config.yolo_weights)

@@ -123,8 +123,12 @@ def _split(keys_by_stratum: dict[str, list[str]], val_fraction: float, seed: int
 
 def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
                           min_images_per_label: int, val_fraction: float = 0.2,
-                          seed: int = 0, decode_size: int = 384) -> TrainingSet:
-    """Clean names, decode photos, drop classes under the minimum and split stratified by class."""
+                          seed: int = 0, decode_size: int = 384,
+                          on_decoded: Callable[[int, int], None] | None = None) -> TrainingSet:
+    """Clean names, decode photos, drop classes under the minimum and split stratified by class.
+
+    `on_decoded(done, total)` is called after each photo: decoding is the first long step.
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise TrainingError(f"expected 0 <= val_fraction < 1, got {val_fraction}")
     items = list(images)
@@ -152,7 +156,9 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
 
     samples: dict[str, Sample] = {}
     corrupt: list[str] = []
-    for it in items:
+    for done, it in enumerate(items, start=1):
+        if on_decoded is not None:
+            on_decoded(done, len(items))
         if it.key in samples:
             continue
         names = {mapping[lab.name] for lab in it.labels}

@@ -18,11 +18,10 @@ from typing import Any
 
 from rich.table import Table
 
-from sightscan.client import warehouse_detector
 from sightscan.detections import Box, Label
 from sightscan.errors import ModelFormatError
 from sightscan.pipeline import Fence, StageResult, StageRun
-from sightscan.training.backends import select_trainer
+from sightscan.training.backends import BackendConfig, select_trainer
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import set_metadata
@@ -32,6 +31,7 @@ from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
 from sightscan.warehouse.marts import negative_images, refresh_marts, training_images
 from sightscan.warehouse.models import MartTrainingImage
+from sightscan.warehouse.registry import warehouse_detector
 from sightscan.warehouse.versions import add_model_version, latest_model_version
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,14 @@ class TrainResult:
         }
 
 
+PhaseCallback = Callable[[str, int, int], None]
+"""(phase in words, done, total): a step of a training run outside the epochs."""
+
+
+def _no_phase(_phase: str, _done: int, _total: int) -> None:
+    return None
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -146,21 +154,24 @@ def train_city(
     *,
     progress: bool = False,
     on_progress: Callable[[TrainProgress], None] | None = None,
+    on_phase: PhaseCallback | None = None,
     fence: Fence | None = None,
 ) -> TrainResult:
     """Train a city's next model and publish it when it is not worse than the current one.
 
-    `fence` (a queued job's attempt) is checked in the publishing transaction: an attempt
-    that lost its job to a newer one publishes nothing.
+    `on_phase(phase, done, total)` reports the steps before and after the epochs (loading
+    and decoding photos, evaluating), so progress shows from the first second. `fence` (a
+    queued job's attempt) is checked in the publishing transaction: an attempt that lost
+    its job to a newer one publishes nothing.
     """
     settings = warehouse.settings
+    phase = on_phase or _no_phase
+    phase("loading photos", 0, 0)
     with warehouse.transaction() as session:
         refresh_marts(session)
         city_row = find_city(session, city)
         city_name, city_id = city_row.name, city_row.id
-    train = select_trainer(settings.sightscan_trainer)  # fails fast, before loading photos
-    if settings.sightscan_trainer == "yolo":
-        train = partial(train, weights=settings.sightscan_yolo_weights)
+    train = select_trainer(BackendConfig.from_settings(settings))  # fails before loading photos
     started = time.monotonic()
     images = load_training_images(warehouse, city_id)
     training_set = assemble_training_set(
@@ -169,8 +180,10 @@ def train_city(
         min_images_per_label=settings.min_image_number_per_label,
         val_fraction=VAL_FRACTION,
         decode_size=DECODE_SIZE,
+        on_decoded=lambda done, total: phase("decoding photos", done, total),
     )
     config = train_config(warehouse)
+    phase("training", 0, config.epochs)
     if progress and on_progress is None:
         with console_progress(f"training {city_name}") as bar:
             trained = train(training_set, config, bar, city=city_name)
@@ -184,6 +197,7 @@ def train_city(
         "corrupt_images": len(training_set.corrupt_images),
         "seconds": round(time.monotonic() - started, 1),
     }
+    phase("comparing with the current model", 0, 0)
     previous = _evaluate_current(warehouse, city_name, training_set)
     tolerance = settings.sightscan_quality_tolerance
     if previous is not None and not is_not_worse(trained.metrics, previous, tolerance):
@@ -242,13 +256,22 @@ def run_train_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
     The stop flag is checked at every training step, so a stopping worker ends within
     seconds (its job is queued again); publishing goes through the attempt's fence.
     """
-    last = [0.0]
+    last_time, last_phase = 0.0, ""
 
-    def report(event: TrainProgress) -> None:
+    def report(counts: dict[str, Any], phase: str) -> None:
+        nonlocal last_time, last_phase
         run.check_stop()
-        if time.monotonic() - last[0] > 5:
-            last[0] = time.monotonic()
-            run.beat({"epoch": event.epoch, "epochs": event.epochs, "loss": round(event.loss, 4)})
+        # A new phase shows at once; progress within a phase at most once a second.
+        if phase != last_phase or time.monotonic() - last_time >= 1:
+            last_time, last_phase = time.monotonic(), phase
+            run.beat({"phase": phase, **counts})
 
-    result = train_city(warehouse, run.city, on_progress=report, fence=run.fence)
+    def epoch(event: TrainProgress) -> None:
+        counts = {"epoch": event.epoch, "epochs": event.epochs, "loss": round(event.loss, 4)}
+        report(counts, "training")
+
+    def step(phase: str, done: int, total: int) -> None:
+        report({"done": done, "total": total} if total else {}, phase)
+
+    result = train_city(warehouse, run.city, on_progress=epoch, on_phase=step, fence=run.fence)
     return StageResult(result.as_counts())

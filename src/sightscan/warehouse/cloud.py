@@ -43,6 +43,11 @@ def alive_workers(session: Session, *, queue: str, since: datetime) -> int:
     )
 
 
+def live_workers(session: Session, *, queue: str, within_seconds: int = 90) -> int:
+    """Workers of `queue` that beat within the last `within_seconds` (about three beats)."""
+    return alive_workers(session, queue=queue, since=utcnow() - timedelta(seconds=within_seconds))
+
+
 def waiting_training_jobs(session: Session) -> int:
     """Training jobs queued and not yet taken by a worker."""
     return (

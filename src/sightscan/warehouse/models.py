@@ -8,7 +8,7 @@
   (boxes relative to the image), `fact_models` (city, version, blob).
 - data mart layer: `mart_training_images` (per-city training input) and `mart_city_models`
   (current model per city: the API's input and the list of supported cities).
-Operational tables: `city_requests`, `vision_calls`, `jobs`, `labelling_log`.
+Operational tables: `city_requests`, `vision_calls`, `jobs`, `labelling_log`, `workers`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from sightscan.api.deps import CityDep, WarehouseDep
 from sightscan.api.schemas import ErrorOut, ModelMetadataOut
 from sightscan.errors import NotFoundError, StorageError
+from sightscan.jobtext import METRICS_EXPLAINED
 from sightscan.warehouse.marts import current_model
 from sightscan.warehouse.models import ModelRow
 
@@ -81,20 +82,22 @@ def model_version(city: CityDep, warehouse: WarehouseDep) -> int:
 
 
 @router.get("/{city}/model/metadata", response_model=ModelMetadataOut, responses=NOT_FOUND)
-def model_metadata(city: CityDep, warehouse: WarehouseDep) -> dict[str, Any]:
-    """What the current model knows (sights, input size, ...) and how well it did."""
+def model_metadata(city: CityDep, warehouse: WarehouseDep) -> ModelMetadataOut:
+    """What the current model knows (sights, input size, ...), how well it did, and what
+    each of those metrics means."""
     with warehouse.transaction() as session:
         model = current_model(session, city)
         row = session.get(ModelRow, model.model_id) if model is not None else None
         if model is None or row is None:
             raise NotFoundError(f"no model for {city!r} yet")
-        return {
-            "city": city,
-            "version": row.version,
-            "sha256": row.blob_key,
-            "size_bytes": row.size_bytes,
-            "labelled_images": row.labelled_images,
-            "created_at": row.created_at.isoformat(),
-            "metadata": row.meta or {},
-            "metrics": row.metrics or {},
-        }
+        return ModelMetadataOut(
+            city=city,
+            version=row.version,
+            sha256=row.blob_key,
+            size_bytes=row.size_bytes,
+            labelled_images=row.labelled_images,
+            created_at=row.created_at.isoformat(),
+            metadata=row.meta or {},
+            metrics=row.metrics or {},
+            metrics_explained=METRICS_EXPLAINED,
+        )
