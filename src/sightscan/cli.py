@@ -27,8 +27,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Warehouse database commands.", no_args_is_help=True)
 city_app = typer.Typer(help="City requests.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(city_app, name="city")
+app.add_typer(config_app, name="config")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -73,6 +75,14 @@ def db_upgrade() -> None:
     console.print(
         f"warehouse up to date: {warehouse.engine.url.render_as_string(hide_password=True)}"
     )
+
+
+@config_app.command("env-example")
+def config_env_example() -> None:
+    """Print every setting with its default and meaning, as an env file (deploy/.env.example)."""
+    from sightscan.settings_doc import render_env_example
+
+    sys.stdout.write(render_env_example())
 
 
 @app.command()
