@@ -22,7 +22,7 @@ MEANINGS: dict[str, str] = {
     "PGPASSWORD": "warehouse on PostgreSQL: password (secret)",
     "DATABASE_URL": "full SQLAlchemy URL instead of the PG* variables (secret)",
     "SIGHTSCAN_DATA_DIR": "SQLite warehouse, blob folder, SQLite queues, model cache",
-    "SIGHTSCAN_BLOB_URL": "blob store root: a folder or s3://bucket/prefix (empty: <data dir>/blobs)",
+    "SIGHTSCAN_BLOB_URL": "blob store: a folder or s3://bucket/prefix (empty: <data dir>/blobs)",
     "MAX_GOOGLE_VISION_CALLS_PER_NEW_CITY": "hard cap on paid Vision calls per city",
     "MIN_LABELLED_IMAGES_NEEDED_FOR_TRAINING": "a city trains once it has more labelled photos",
     "MIN_IMAGE_NUMBER_PER_LABEL": "sights with fewer photos are dropped from training",
@@ -46,7 +46,9 @@ MEANINGS: dict[str, str] = {
     "SIGHTSCAN_MAX_IMAGE_PIXELS": "decompression-bomb guard",
     "SIGHTSCAN_RATE_LIMIT_PER_MINUTE": "per-client limit on public write endpoints",
     "SIGHTSCAN_CITY_REQUEST_THRESHOLD": "requests that start a city's crawl",
-    "SIGHTSCAN_NEW_LABELS_FOR_RETRAINING": "new labelled photos since the newest model that retrain",
+    "SIGHTSCAN_NEW_LABELS_FOR_RETRAINING": (
+        "new labelled photos since the newest model that retrain it"
+    ),
     "SIGHTSCAN_JOB_STALE_SECONDS": "a running job without heartbeat this long is queued again",
     "SIGHTSCAN_QUALITY_TOLERANCE": "a new model may be this much worse (mAP@0.5:0.95) and publish",
     "SIGHTSCAN_DISCOVERY": "sight discovery: static, osm, places, wikidata, folder",

@@ -145,7 +145,7 @@ def test_every_sightscan_service_environment_variable_is_a_setting() -> None:
 
 
 def test_every_sightscan_service_command_is_a_real_sightscan_command() -> None:
-    for name, service in sightscan_services(load_compose(SECRETS)).items():
+    for service in sightscan_services(load_compose(SECRETS)).values():
         _check_sightscan_command(service["command"])
 
 
@@ -247,7 +247,7 @@ def _unit_commands() -> dict[str, list[str]]:
 def test_systemd_units_run_real_sightscan_commands() -> None:
     commands = _unit_commands()
     assert {c[1] for c in commands.values()} == {"db", "api", "worker", "refresher"}
-    for name, argv in commands.items():
+    for argv in commands.values():
         if "--exit-when-idle" not in argv:
             _check_sightscan_command(argv)
 
