@@ -1,15 +1,20 @@
 """What every setting means, and the deploy/.env.example generated from it and `Settings`.
 
 Names and defaults come from `sightscan.config.Settings`; the one-line meanings live here
-(config.py keeps one field a line). A test fails when a setting has no meaning or a meaning
-has no setting, and when deploy/.env.example differs from `render_env_example()`.
+(config.py keeps one field a line), falling back to the comment after a field in config.py.
+A test fails when a setting has no meaning or a meaning has no setting, and when
+deploy/.env.example differs from `render_env_example()`.
 """
 
 from __future__ import annotations
 
+import inspect
+import re
+from functools import cache
 from pathlib import Path
 
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from sightscan.config import Settings
 
@@ -106,27 +111,53 @@ def default_text(variable: str) -> str:
     return str(value)
 
 
+@cache
+def field_comments(settings_class: type[BaseSettings] = Settings) -> dict[str, str]:
+    """Fields' comments in the class source: the one after a field, else the lines above it."""
+    field = re.compile(r"^    (\w+): [^#]*?(?:#\s*(.+?))?\s*$")
+    comments: dict[str, str] = {}
+    above: list[str] = []
+    for line in inspect.getsource(settings_class).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            text = stripped.lstrip("#").strip()
+            above = [] if text.startswith("---") else [*above, text]
+            continue
+        match = field.match(line)
+        if match and match[1] != "model_config":
+            text = match[2] or " ".join(above)
+            if text:
+                comments[match[1].upper()] = text
+        above = []
+    return comments
+
+
+def meaning(variable: str) -> str | None:
+    """The one-line meaning of a setting: MEANINGS, else its comment in config.py."""
+    return MEANINGS.get(variable) or field_comments().get(variable)
+
+
 def missing_meanings() -> list[str]:
-    """Settings without a meaning here (empty when everything is documented)."""
-    return [name for name in setting_variables() if name not in MEANINGS]
+    """Settings without a meaning (empty when everything is documented)."""
+    return [name for name in setting_variables() if meaning(name) is None]
 
 
 def render_env_example() -> str:
     """The text of deploy/.env.example."""
     lines = [HEADER, "# --- compose stack (read by deploy/compose.yaml only)"]
-    for name, (default, meaning) in COMPOSE_VARIABLES.items():
-        lines += _entry(name, default, meaning)
+    for name, (default, text) in COMPOSE_VARIABLES.items():
+        lines += _entry(name, default, text)
     lines.append("")
     lines.append("# --- SightScan settings (sightscan.config.Settings)")
     for name in setting_variables():
-        meaning = MEANINGS.get(name, "(no meaning documented: add it to sightscan.settings_doc)")
+        text = meaning(name) or "(no meaning documented: add it to sightscan.settings_doc)"
         if name in SET_BY_COMPOSE:
-            meaning += "; compose.yaml sets it for its own services"
-        lines += _entry(name, default_text(name), meaning)
+            text += "; compose.yaml sets it for its own services"
+        lines += _entry(name, default_text(name), text)
     return "\n".join(lines) + "\n"
 
 
-def _entry(name: str, default: str, meaning: str) -> list[str]:
+def _entry(name: str, default: str, text: str) -> list[str]:
     if name in REQUIRED_IN_COMPOSE:
-        return [f"# {meaning} (REQUIRED)", f"{name}="]
-    return [f"# {meaning}", f"# {name}={default}"]
+        return [f"# {text} (REQUIRED)", f"{name}="]
+    return [f"# {text}", f"# {name}={default}"]

@@ -18,6 +18,7 @@ from sightscan.settings_doc import (
     COMPOSE_VARIABLES,
     MEANINGS,
     REQUIRED_IN_COMPOSE,
+    field_comments,
     missing_meanings,
     render_env_example,
 )
@@ -103,6 +104,22 @@ def test_env_example_is_the_generated_one() -> None:
 def test_every_setting_has_a_meaning_and_every_meaning_a_setting() -> None:
     assert missing_meanings() == []
     assert set(MEANINGS) - SETTINGS == set()
+
+
+class _NewSettings(Settings):
+    # --- a section header is no meaning
+    brand_new_limit: int = 3  # how many of a new thing
+    # Where the new thing lives,
+    # over two lines.
+    brand_new_folder: str = "x"
+    undocumented_one: int = 1
+
+
+def test_a_new_settings_comment_is_its_meaning_when_none_is_written_here() -> None:
+    comments = field_comments(_NewSettings)
+    assert comments["BRAND_NEW_LIMIT"] == "how many of a new thing"
+    assert comments["BRAND_NEW_FOLDER"] == "Where the new thing lives, over two lines."
+    assert "UNDOCUMENTED_ONE" not in comments
 
 
 def test_env_example_lists_every_setting_with_its_default() -> None:

@@ -74,9 +74,11 @@ def network(tmp_path: Path) -> Iterator[Network]:
         net.close()
 
 
-def _dot_env(path: Path) -> dict[str, str]:
+def _dot_env(path: Path, photos: Path) -> dict[str, str]:
     """deploy/.env.example filled in as an operator would, parsed as compose parses .env."""
     overrides = {
+        # where operators may point a city's photo_folder (read by the API, where it exists)
+        "SIGHTSCAN_PHOTO_ROOT": str(photos),
         "SIGHTSCAN_DOMAIN": "scan.example.org",
         "PGPASSWORD": "multihost-db-password",
         "SIGHTSCAN_API_KEY": API_KEY,
@@ -227,7 +229,7 @@ def test_a_city_goes_through_every_host_and_survives_a_training_host_losing_its_
     network: Network, tmp_path: Path,
 ) -> None:
     photos = write_photo_folder(tmp_path / "photos", per_sight=12, size=128)
-    stack = Stack(network, tmp_path, _dot_env(tmp_path / ".env"))
+    stack = Stack(network, tmp_path, _dot_env(tmp_path / ".env", photos))
     stack.start_postgres()
     stack.start_redis()
     stack.start_object_store()
@@ -291,3 +293,4 @@ def test_a_city_goes_through_every_host_and_survives_a_training_host_losing_its_
     assert model.stat().st_size > 10_000
     assert stack.psql("SELECT count(*) FROM fact_models") == "1"
     assert [job["stage"] for job in stack.jobs()].count("train") == 1
+    trainer.stop(timeout=1)  # the cut-off host: nothing to wait for
