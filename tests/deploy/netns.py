@@ -58,10 +58,18 @@ class HostProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def interrupt(self) -> None:
+        """SIGINT to the whole group: a wrapper such as runuser does not pass it on."""
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGINT)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGINT, then SIGKILL for the whole group after `timeout` s."""
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
+            self.interrupt()
             try:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -168,8 +176,7 @@ class Network:
     def close(self) -> None:
         """Stop every process, then remove the namespaces, their hosts files and scratch."""
         for process in reversed(self.processes):
-            if process.alive():
-                process.popen.send_signal(signal.SIGINT)
+            process.interrupt()
         deadline = time.monotonic() + 15
         for process in reversed(self.processes):
             process.stop(timeout=max(0.1, deadline - time.monotonic()))
