@@ -293,4 +293,5 @@ def test_a_city_goes_through_every_host_and_survives_a_training_host_losing_its_
     assert model.stat().st_size > 10_000
     assert stack.psql("SELECT count(*) FROM fact_models") == "1"
     assert [job["stage"] for job in stack.jobs()].count("train") == 1
-    trainer.stop(timeout=1)  # the cut-off host: nothing to wait for
+    assert trainer.alive()  # partitioned, not crashed: it still runs, cut off from everything
+    trainer.stop(timeout=1)
