@@ -85,6 +85,22 @@ def config_env_example() -> None:
     sys.stdout.write(render_env_example())
 
 
+@config_app.command("ssm-env")
+@handle_errors
+def config_ssm_env(
+    output: Annotated[Path, typer.Argument(help="Env file to write (mode 0600).")],
+    path: Annotated[str, typer.Option(help="SSM parameter path.")] = "/sightscan/",
+    region: Annotated[str | None, typer.Option(help="AWS region (default: as boto3 finds it).")]
+    = None,
+) -> None:
+    """Write the settings kept in SSM Parameter Store under PATH as an env file."""
+    from sightscan.ssm_env import fetch_parameters, render_env_file, ssm_client, write_env_file
+
+    values = fetch_parameters(ssm_client(region), path)
+    write_env_file(render_env_file(values), output)
+    err_console.print(f"{len(values)} settings from {path} written to {output}", markup=False)
+
+
 @app.command()
 @handle_errors
 def api(

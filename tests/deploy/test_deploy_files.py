@@ -267,6 +267,14 @@ def test_systemd_units_run_real_sightscan_commands() -> None:
     for argv in commands.values():
         if "--exit-when-idle" not in argv:
             _check_sightscan_command(argv)
+    # ExecStartPre lines too (the SSM drop-in for AWS hosts included)
+    pre = [line for unit in [*UNITS.glob("*.service"), DEPLOY / "aws/sightscan-migrate-ssm.conf"]
+           for line in _unit_values(unit, "ExecStartPre")]
+    assert pre, "no ExecStartPre to check?"
+    for line in pre:
+        argv = line.lstrip("+-").split()
+        assert argv[0] == "/opt/sightscan/bin/sightscan", line
+        _check_sightscan_command(["sightscan", *argv[1:]])
 
 
 def test_the_gpu_unit_uses_the_workers_exit_when_idle_option() -> None:
