@@ -32,8 +32,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Warehouse database commands.", no_args_is_help=True)
 city_app = typer.Typer(help="City requests.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(city_app, name="city")
+app.add_typer(config_app, name="config")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -87,6 +89,30 @@ def db_upgrade() -> None:
     console.print(
         f"warehouse up to date: {warehouse.engine.url.render_as_string(hide_password=True)}"
     )
+
+
+@config_app.command("env-example")
+def config_env_example() -> None:
+    """Print every setting with its default and meaning, as an env file (deploy/.env.example)."""
+    from sightscan.settings_doc import render_env_example
+
+    sys.stdout.write(render_env_example())
+
+
+@config_app.command("ssm-env")
+@handle_errors
+def config_ssm_env(
+    output: Annotated[Path, typer.Argument(help="Env file to write (mode 0600).")],
+    path: Annotated[str, typer.Option(help="SSM parameter path.")] = "/sightscan/",
+    region: Annotated[str | None, typer.Option(help="AWS region (default: as boto3 finds it).")]
+    = None,
+) -> None:
+    """Write the settings kept in SSM Parameter Store under PATH as an env file."""
+    from sightscan.ssm_env import fetch_parameters, render_env_file, ssm_client, write_env_file
+
+    values = fetch_parameters(ssm_client(region), path)
+    write_env_file(render_env_file(values), output)
+    err_console.print(f"{len(values)} settings from {path} written to {output}", markup=False)
 
 
 @app.command()
