@@ -337,3 +337,21 @@ def test_the_training_worker_exits_by_itself_when_idle(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         "error: expected --exit-when-idle minutes > 0, got 0"]
+
+
+def test_the_seed_variable_names_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {"IS_MTS_GPU_ENABLED": "true", "MTS_EC2_INSTANCE_ID": "i-0abc",
+                        "AWS_REGION": "eu-central-1", "AWS_ACCESS_KEY": "AKIASEED",
+                        "AWS_SECRET_ACCESS_KEY": "s", "SIGHTSCAN_GPU_MAX_HOURS_PER_DAY": "1.5"
+                        }.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert gpu_on_demand_enabled(settings)
+    assert (settings.mts_ec2_instance_id, settings.ec2_region) == ("i-0abc", "eu-central-1")
+    assert settings.ec2_access_key_id is not None
+    assert settings.ec2_access_key_id.get_secret_value() == "AKIASEED"
+    assert settings.sightscan_gpu_max_hours_per_day == 1.5
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMODERN")  # the standard name wins
+    assert load_settings().ec2_access_key_id.get_secret_value() == "AKIAMODERN"  # type: ignore[union-attr]
