@@ -213,7 +213,7 @@ def _phase_display() -> Iterator[Callable[[str, int, int], None]]:
     def show(phase: str, done: int, total: int) -> None:
         if phase != "decoding photos":
             bar.stop()
-            suffix = f" ({total} epochs)" if phase == "training" and total else ""
+            suffix = f" ({_count(total, 'epoch')})" if phase == "training" and total else ""
             console.print(f"{phase}{suffix} …", markup=False, highlight=False)
             return
         if not task:
