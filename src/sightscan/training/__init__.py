@@ -15,6 +15,7 @@ _EXPORTS = {
     "TrainingImage": "dataset",
     "TrainingSet": "dataset",
     "assemble_training_set": "dataset",
+    "group_near_duplicates": "duplicates",
     "TrainConfig": "trainer",
     "TrainedModel": "trainer",
     "TrainProgress": "trainer",

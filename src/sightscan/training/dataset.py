@@ -7,6 +7,10 @@ Labels without a box ("this photo shows sight X") are kept as image-level labels
 trainer teaches them with a classification-only, multiple-instance loss (the best cell of
 the photo must score X), so they never invent a box. A class that has no box at all in the
 training set falls back to a whole-photo box, so the detector still answers for it.
+
+Copies and near-duplicates (re-encoded, resized, mirrored, recoloured, rotated, cropped)
+are grouped before the split and a group goes to one side whole (`group_near_duplicates`),
+for imported sets and crawled photos alike, so validation photos are never seen in training.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ import numpy as np
 from sightscan.detections import Box, Label
 from sightscan.errors import InvalidImageError, TrainingError
 from sightscan.images import inspect_image, open_rgb
+from sightscan.training.duplicates import group_near_duplicates
 from sightscan.training.names import merge_label_names
+
+__all__ = ["TrainingImage", "Sample", "TrainingSet", "assemble_training_set", "decode_pixels",
+           "group_near_duplicates"]
 
 WHOLE_IMAGE = Box(0.0, 0.0, 1.0, 1.0)
 NEGATIVE_KEY = "<none>"
@@ -68,6 +76,7 @@ class TrainingSet:
     corrupt_images: list[str]
     name_mapping: dict[str, str]
     decode_size: int
+    duplicate_groups: int = 0  # groups of near-duplicate photos the split kept together
 
     def val_images(self) -> list[TrainingImage]:
         """The validation photos as TrainingImages with canonical names (for `evaluate`)."""
@@ -88,6 +97,7 @@ class TrainingSet:
             "val_per_class": per_class(self.val),
             "dropped_classes": dict(self.dropped_classes),
             "corrupt_images": len(self.corrupt_images),
+            "duplicate_groups": self.duplicate_groups,
         }
 
 
@@ -124,10 +134,12 @@ def _split(keys_by_stratum: dict[str, list[str]], val_fraction: float, seed: int
 def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
                           min_images_per_label: int, val_fraction: float = 0.2,
                           seed: int = 0, decode_size: int = 384,
-                          on_decoded: Callable[[int, int], None] | None = None) -> TrainingSet:
+                          on_decoded: Callable[[int, int], None] | None = None,
+                          group_duplicates: bool = True) -> TrainingSet:
     """Clean names, decode photos, drop classes under the minimum and split stratified by class.
 
     `on_decoded(done, total)` is called after each photo: decoding is the first long step.
+    With `group_duplicates`, near-duplicate photos are split as one (never across train/val).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise TrainingError(f"expected 0 <= val_fraction < 1, got {val_fraction}")
@@ -189,10 +201,18 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
 
     if not any(not s.is_negative for s in samples.values()):
         raise TrainingError("no labelled photo could be decoded; nothing to train on")
+    keys = sorted(samples)
+    group_of = (group_near_duplicates([samples[k].pixels for k in keys]) if group_duplicates
+                else list(range(len(keys))))
+    first_of: dict[int, str] = {}
+    members: dict[str, list[str]] = {}  # first key of a group -> its keys
+    for key, group in zip(keys, group_of, strict=True):
+        members.setdefault(first_of.setdefault(group, key), []).append(key)
     strata: dict[str, list[str]] = {}
-    for key, s in samples.items():
-        strata.setdefault(_stratum({kept[c] for c in s.classes}), []).append(key)
-    val_keys = _split(strata, val_fraction, seed)
+    for first, group_keys in members.items():
+        classes = {kept[c] for k in group_keys for c in samples[k].classes}
+        strata.setdefault(_stratum(classes), []).append(first)
+    val_keys = {k for first in _split(strata, val_fraction, seed) for k in members[first]}
     ordered = sorted(samples)
     return TrainingSet(
         class_names=kept,
@@ -202,4 +222,5 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
         corrupt_images=corrupt,
         name_mapping=mapping,
         decode_size=decode_size,
+        duplicate_groups=sum(len(group_keys) > 1 for group_keys in members.values()),
     )

@@ -1,0 +1,170 @@
+"""int8 models for clients: static quantisation of the exported float model, and the choice.
+
+`quantize_model` runs onnxruntime's static quantisation in QDQ format (QuantizeLinear /
+DequantizeLinear pairs around int8 weights, which onnxruntime - native and web/wasm -
+fuses into QLinearConv / QLinearMatMul kernels) on Conv, MatMul and Gemm only: weights
+per output channel (int8, symmetric), activations per tensor (uint8), ranges calibrated on
+the city's own training photos. Everything else (normalisation, box decoding, sigmoid)
+stays float, so the client contract is unchanged: uint8 NHWC `image` in, `boxes` and
+`scores` out, same metadata. Any graph works (extra outputs, other heads), since only the
+op types are chosen.
+
+`choose_served_model` evaluates both models on the validation photos and serves the int8
+one when it is at most 4 MB and within `tolerance` of the float model, else the float one;
+the decision and its reason go into the metadata under "quantization".
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from sightscan.errors import TrainingError
+from sightscan.inference import Detector
+from sightscan.training.dataset import TrainingImage
+from sightscan.training.evaluation import Metrics, evaluate
+from sightscan.training.export import read_metadata, set_metadata
+
+log = logging.getLogger(__name__)
+
+QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
+MAX_INT8_BYTES = 4_000_000
+INT8_TOLERANCE = 0.01  # largest drop of the deciding measure that still serves int8
+CALIBRATION_PHOTOS = 64
+
+
+class PhotoCalibrationReader:
+    """onnxruntime CalibrationDataReader over uint8 RGB photos, one photo per batch."""
+
+    def __init__(self, photos: Sequence[np.ndarray], input_name: str = "image") -> None:
+        self._photos = list(photos)
+        self._input_name = input_name
+        self._next = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next input feed, None when all photos were read."""
+        if self._next >= len(self._photos):
+            return None
+        photo = self._photos[self._next]
+        self._next += 1
+        return {self._input_name: photo[None]}
+
+    def rewind(self) -> None:
+        """Start over (the calibrator may read the photos more than once)."""
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._photos)
+
+
+def calibration_photos(pixels: Sequence[np.ndarray], size: int,
+                       limit: int = CALIBRATION_PHOTOS) -> list[np.ndarray]:
+    """Up to `limit` photos, evenly spread, stretched to size x size as clients do."""
+    from PIL import Image
+
+    step = max(1, len(pixels) // limit)
+    photos = []
+    for array in list(pixels)[::step][:limit]:
+        image = Image.fromarray(array)
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        photos.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    return photos
+
+
+def quantize_model(float_model: bytes, photos: Sequence[np.ndarray]) -> bytes:
+    """The int8 (QDQ) version of a float ONNX model, calibrated on `photos`, metadata kept."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if not photos:
+        raise TrainingError("int8 quantisation needs calibration photos; got none")
+    metadata = read_metadata(float_model)
+
+    class _Reader(PhotoCalibrationReader, CalibrationDataReader):
+        pass
+
+    reader = _Reader(photos)
+    with tempfile.TemporaryDirectory(prefix="sightscan-int8-") as folder:
+        output = Path(folder) / "int8.onnx"
+        try:
+            quantize_static(
+                onnx.load_from_string(float_model), output, reader,
+                quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
+                per_channel=True, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
+        except (ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
+            raise TrainingError(f"int8 quantisation failed: {exc}") from exc
+        quantized = output.read_bytes()
+    return set_metadata(quantized, {**metadata, "precision": "int8"})
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """The model clients get, and why: int8 when it holds up, else float."""
+
+    onnx: bytes
+    precision: str  # "int8" or "float32"
+    metrics: Metrics
+    reason: str
+    record: dict[str, Any]  # the "quantization" metadata entry
+
+
+def _deciding_measures(images: Sequence[TrainingImage], float_metrics: Metrics
+                       ) -> list[tuple[str, str]]:
+    """mAP for cities with boxes, top-1 for photo-level ones, plus the clean rate if known."""
+    boxed = any(lab.box is not None for im in images for lab in im.labels)
+    measures = ([("mAP@0.5", "map50"), ("mAP@0.5:0.95", "map50_95")] if boxed
+                else [("top-1", "top1_accuracy")])
+    if float_metrics.negatives_clean_rate is not None:
+        measures.append(("negatives without detection", "negatives_clean_rate"))
+    return measures
+
+
+def choose_served_model(float_model: bytes, float_metrics: Metrics, *,
+                        calibration: Sequence[np.ndarray], val_images: Sequence[TrainingImage],
+                        class_names: list[str], tolerance: float = INT8_TOLERANCE,
+                        max_bytes: int = MAX_INT8_BYTES) -> ServedModel:
+    """Quantise, evaluate the int8 model on the validation photos, pick what clients get."""
+    record: dict[str, Any] = {"float_bytes": len(float_model), "tolerance": tolerance,
+                              "float_metrics": float_metrics.as_dict()}
+
+    def serve_float(reason: str) -> ServedModel:
+        log.info("serving the float model: %s", reason)
+        record.update(served="float32", reason=reason)
+        return ServedModel(float_model, "float32", float_metrics, reason, record)
+
+    size = int(read_metadata(float_model)["input"]["shape"][1])
+    try:
+        int8 = quantize_model(float_model, calibration_photos(calibration, size))
+    except TrainingError as exc:
+        return serve_float(str(exc))
+    record["int8_bytes"] = len(int8)
+    if len(int8) > max_bytes:
+        return serve_float(f"the int8 model has {len(int8)} bytes, over {max_bytes}")
+    if not val_images:
+        return serve_float("no validation photos to compare int8 and float on")
+    int8_metrics = evaluate(Detector.from_bytes(int8), list(val_images), class_names)
+    record["int8_metrics"] = int8_metrics.as_dict()
+    for title, attr in _deciding_measures(val_images, float_metrics):
+        drop = float(getattr(float_metrics, attr)) - float(getattr(int8_metrics, attr))
+        if drop > tolerance:
+            return serve_float(f"int8 {title} is {drop:.3f} below the float model's "
+                               f"(tolerance {tolerance})")
+    reason = f"int8 within {tolerance} of the float model on the validation photos"
+    record.update(served="int8", reason=reason)
+    return ServedModel(int8, "int8", int8_metrics, reason, record)

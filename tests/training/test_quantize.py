@@ -1,0 +1,80 @@
+"""int8 quantisation of a trained model: same contract, smaller, chosen only when it holds up."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from sightscan.inference import Detector
+from sightscan.training.export import read_metadata
+from sightscan.training.quantize import (
+    PhotoCalibrationReader,
+    calibration_photos,
+    choose_served_model,
+    quantize_model,
+)
+
+
+@pytest.fixture(scope="module")
+def calibration(synthetic_training_set) -> list[np.ndarray]:
+    return calibration_photos([s.pixels for s in synthetic_training_set.train], 96, limit=16)
+
+
+@pytest.fixture(scope="module")
+def int8_model(trained, calibration) -> bytes:
+    return quantize_model(trained.onnx, calibration)
+
+
+def test_the_calibration_reader_feeds_each_photo_once_per_pass(calibration) -> None:
+    reader = PhotoCalibrationReader(calibration[:3])
+    feeds = [reader.get_next() for _ in range(4)]
+    assert [f["image"].shape for f in feeds[:3]] == [(1, 96, 96, 3)] * 3 and feeds[3] is None
+    reader.rewind()
+    assert reader.get_next() is not None
+
+
+def test_the_int8_model_keeps_the_client_contract_and_metadata(trained, int8_model) -> None:
+    detector = Detector.from_bytes(int8_model)  # refuses anything but image -> boxes, scores
+    assert detector.class_names == Detector.from_bytes(trained.onnx).class_names
+    assert read_metadata(int8_model)["precision"] == "int8"
+    graph = onnx.load_from_string(int8_model).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    ops = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert int8_weights, "Conv weights should be stored as int8"
+    assert len(int8_model) < len(trained.onnx) / 2.5
+
+
+def test_the_int8_model_answers_like_the_float_model(trained, int8_model,
+                                                     synthetic_training_set) -> None:
+    photos = np.stack([s.pixels for s in synthetic_training_set.val[:8]])
+    float_boxes, float_scores = Detector.from_bytes(trained.onnx).raw_outputs(photos)
+    int8_boxes, int8_scores = Detector.from_bytes(int8_model).raw_outputs(photos)
+    assert float(np.abs(float_scores - int8_scores).mean()) < 0.02
+    assert float(np.abs(float_boxes - int8_boxes).mean()) < 0.02
+
+
+@pytest.mark.slow
+def test_int8_is_served_when_it_holds_up_and_the_reason_is_recorded(
+        trained, calibration, synthetic_training_set) -> None:
+    val = synthetic_training_set.val_images()
+    served = choose_served_model(trained.onnx, trained.metrics, calibration=calibration,
+                                 val_images=val, class_names=synthetic_training_set.class_names,
+                                 tolerance=1.0)
+    assert served.precision == "int8" and served.record["served"] == "int8"
+    assert served.record["int8_bytes"] == len(served.onnx) < served.record["float_bytes"]
+    assert "int8_metrics" in served.record and served.reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("limits", "reason"), [({"max_bytes": 1000}, "over 1000"),
+                                                ({"tolerance": -1.0}, "below the float")])
+def test_the_float_model_is_served_when_int8_falls_short(
+        trained, calibration, synthetic_training_set, limits, reason) -> None:
+    served = choose_served_model(trained.onnx, trained.metrics, calibration=calibration,
+                                 val_images=synthetic_training_set.val_images(),
+                                 class_names=synthetic_training_set.class_names, **limits)
+    assert served.precision == "float32" and served.onnx == trained.onnx
+    assert reason in served.reason and served.record["served"] == "float32"
