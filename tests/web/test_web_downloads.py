@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 import numpy as np
-from conftest import open_context
-from web_harness import CITY, WebPage
+from web_harness import CITY, WebPage, open_context
 from web_photos import render
 
 STORED = """async () => {
@@ -47,8 +46,9 @@ def test_the_size_and_a_progress_bar_are_shown_while_the_model_downloads(web: We
     web.open()
     cdp = web.page.context.new_cdp_session(web.page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 20, "downloadThroughput": 100_000, "uploadThroughput": 100_000})
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 20,
+                                                  "downloadThroughput": 100_000,
+                                                  "uploadThroughput": 100_000})
     web.page.select_option("#city", CITY)
     web.page.wait_for_function("""(() => {
         const bar = document.getElementById('download-progress');
@@ -123,7 +123,8 @@ def test_a_cut_download_stores_nothing_and_offers_a_retry(web: WebPage) -> None:
     web.open()
     web.page.route("**/model", half)
     web.page.select_option("#city", CITY)
-    web.page.wait_for_function(DOWNLOAD_SHOWN + " && !document.getElementById('download-yes').hidden")
+    web.page.wait_for_function(
+        DOWNLOAD_SHOWN + " && !document.getElementById('download-yes').hidden")
     text = web.page.text_content("#download-text") or ""
     assert "failed" in text and "Nothing was stored" in text
     assert web.page.text_content("#download-yes") == "Retry"

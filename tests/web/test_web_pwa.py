@@ -8,8 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
-from conftest import open_context
-from web_harness import CITY, WebPage
+from web_harness import CITY, WebPage, open_context
 from web_photos import render
 
 from sightscan.web import WEB_ROOT

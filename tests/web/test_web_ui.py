@@ -7,8 +7,7 @@ import base64
 from typing import Any
 
 import numpy as np
-from conftest import INFO_CITY, SERVER_STATE, open_context, publish
-from web_harness import CITY, WebModel, WebPage
+from web_harness import CITY, INFO_CITY, SERVER_STATE, WebModel, WebPage, open_context, publish
 from web_photos import render
 
 DROP = """async ([b64, name, type, kind]) => {
