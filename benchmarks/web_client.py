@@ -13,7 +13,8 @@ measures, each in a fresh browser context:
   to the first photo's result, with the photo chosen as soon as the page allows;
 - camera frame time with Chromium's fake camera (--use-fake-device-for-media-stream): the
   detection time of 20 frames (median and worst);
-- screenshots at 1280x800 and 390x844 written to --out.
+- screenshots at 1280x800 and 390x844 (plain, and debug mode as a full page) written to
+  --out, with the model used (model.onnx, for --model next time).
 """
 
 from __future__ import annotations
@@ -190,7 +191,13 @@ def screenshots(browser: Any, url: str, png: bytes, out: Path) -> list[Path]:
         page.wait_for_function("(window.detectionCount ?? 0) > 0")
         path = out / f"client-{name}.png"
         page.screenshot(path=str(path))
-        paths.append(path)
+        page.check("#debug")
+        page.set_input_files("#photo", files=[{"name": "q.png", "mimeType": "image/png",
+                                               "buffer": png}])
+        page.wait_for_function("(window.detectionCount ?? 0) > 1")
+        debug = out / f"client-{name}-debug.png"
+        page.screenshot(path=str(debug), full_page=True)
+        paths += [path, debug]
         context.close()
     return paths
 
@@ -205,6 +212,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     model = args.model.read_bytes() if args.model else train_model()
+    (args.out / "model.onnx").write_bytes(model)  # reusable with --model
     png = photo_png()
     with tempfile.TemporaryDirectory() as tmp:
         url, counter, server = serve(model, Path(tmp))

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pytest
 from web_harness import CITY, WebPage, open_context
 from web_photos import render
 
@@ -42,6 +43,7 @@ def pretend_newer_version(web: WebPage, body: bytes | None = None) -> None:
     web.page.route("**/model", model)
 
 
+@pytest.mark.slow
 def test_the_size_and_a_progress_bar_are_shown_while_the_model_downloads(web: WebPage) -> None:
     web.open()
     cdp = web.page.context.new_cdp_session(web.page)
@@ -64,6 +66,7 @@ def test_the_size_and_a_progress_bar_are_shown_while_the_model_downloads(web: We
     assert web.errors == []
 
 
+@pytest.mark.slow
 def test_a_metered_connection_asks_before_a_download_over_the_limit(
     chromium: Any, server: str
 ) -> None:
@@ -90,6 +93,7 @@ def test_a_metered_connection_asks_before_a_download_over_the_limit(
     context.close()
 
 
+@pytest.mark.slow
 def test_an_update_is_offered_with_its_size_and_can_be_declined(web: WebPage) -> None:
     web.open()
     web.choose_city()

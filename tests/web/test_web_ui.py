@@ -7,6 +7,7 @@ import base64
 from typing import Any
 
 import numpy as np
+import pytest
 from web_harness import CITY, INFO_CITY, SERVER_STATE, WebModel, WebPage, open_context, publish
 from web_photos import render
 
@@ -123,6 +124,7 @@ def test_plain_mode_draws_a_dot_and_name_and_debug_mode_box_score_and_log(
     assert "threshold" in log and " ms " in log and names[0] in log
 
 
+@pytest.mark.slow
 def test_at_360_px_nothing_scrolls_sideways_and_the_result_is_in_view(
     chromium: Any, server: str, web_model: WebModel
 ) -> None:
@@ -162,6 +164,7 @@ def test_every_control_has_a_label(web: WebPage) -> None:
     assert unlabelled == []
 
 
+@pytest.mark.slow
 def test_city_names_are_shown_nicely_and_the_list_refreshes(
     web: WebPage, web_model: WebModel
 ) -> None:
@@ -178,6 +181,7 @@ def test_city_names_are_shown_nicely_and_the_list_refreshes(
     assert "LATE ARRIVAL" in uploads and "" in uploads  # only cities with a model
 
 
+@pytest.mark.slow
 def test_an_unknown_city_is_refused_with_suggestions_and_a_known_one_shows_progress(
     web: WebPage,
 ) -> None:
