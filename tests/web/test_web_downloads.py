@@ -168,3 +168,18 @@ def test_removing_a_stored_model_frees_its_storage(web: WebPage) -> None:
     assert web.page.get_attribute("#storage-used", "data-model-bytes") == "0"
     assert web.page.evaluate(STORED) == []
     assert web.page.is_disabled("#photo")
+
+
+def test_a_full_disk_says_how_much_space_the_model_needs(chromium: Any, server: str) -> None:
+    context, web = open_context(chromium, server)
+    context.add_init_script("""
+        IDBObjectStore.prototype.put = function () {
+            throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        };
+    """)
+    web.open()
+    web.choose_city()  # the model still works for this visit
+    status = web.page.text_content("#model-status") or ""
+    assert "not stored: Not enough storage" in status and "it needs" in status
+    assert web.page.evaluate(STORED) == []
+    context.close()
