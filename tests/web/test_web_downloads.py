@@ -6,10 +6,9 @@ import json
 from typing import Any
 
 import numpy as np
-from web_harness import CITY, WebPage
+import pytest
+from web_harness import CITY, WebPage, open_context
 from web_photos import render
-
-from conftest import open_context
 
 STORED = """async () => {
     const { cachedModels } = await import('/app/detector.js');
@@ -44,12 +43,14 @@ def pretend_newer_version(web: WebPage, body: bytes | None = None) -> None:
     web.page.route("**/model", model)
 
 
+@pytest.mark.slow
 def test_the_size_and_a_progress_bar_are_shown_while_the_model_downloads(web: WebPage) -> None:
     web.open()
     cdp = web.page.context.new_cdp_session(web.page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 20, "downloadThroughput": 100_000, "uploadThroughput": 100_000})
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 20,
+                                                  "downloadThroughput": 100_000,
+                                                  "uploadThroughput": 100_000})
     web.page.select_option("#city", CITY)
     web.page.wait_for_function("""(() => {
         const bar = document.getElementById('download-progress');
@@ -65,6 +66,7 @@ def test_the_size_and_a_progress_bar_are_shown_while_the_model_downloads(web: We
     assert web.errors == []
 
 
+@pytest.mark.slow
 def test_a_metered_connection_asks_before_a_download_over_the_limit(
     chromium: Any, server: str
 ) -> None:
@@ -91,6 +93,7 @@ def test_a_metered_connection_asks_before_a_download_over_the_limit(
     context.close()
 
 
+@pytest.mark.slow
 def test_an_update_is_offered_with_its_size_and_can_be_declined(web: WebPage) -> None:
     web.open()
     web.choose_city()
@@ -124,7 +127,8 @@ def test_a_cut_download_stores_nothing_and_offers_a_retry(web: WebPage) -> None:
     web.open()
     web.page.route("**/model", half)
     web.page.select_option("#city", CITY)
-    web.page.wait_for_function(DOWNLOAD_SHOWN + " && !document.getElementById('download-yes').hidden")
+    web.page.wait_for_function(
+        DOWNLOAD_SHOWN + " && !document.getElementById('download-yes').hidden")
     text = web.page.text_content("#download-text") or ""
     assert "failed" in text and "Nothing was stored" in text
     assert web.page.text_content("#download-yes") == "Retry"
@@ -164,3 +168,18 @@ def test_removing_a_stored_model_frees_its_storage(web: WebPage) -> None:
     assert web.page.get_attribute("#storage-used", "data-model-bytes") == "0"
     assert web.page.evaluate(STORED) == []
     assert web.page.is_disabled("#photo")
+
+
+def test_a_full_disk_says_how_much_space_the_model_needs(chromium: Any, server: str) -> None:
+    context, web = open_context(chromium, server)
+    context.add_init_script("""
+        IDBObjectStore.prototype.put = function () {
+            throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        };
+    """)
+    web.open()
+    web.choose_city()  # the model still works for this visit
+    status = web.page.text_content("#model-status") or ""
+    assert "not stored: Not enough storage" in status and "it needs" in status
+    assert web.page.evaluate(STORED) == []
+    context.close()

@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
-from web_harness import CITY, WebPage
+import pytest
+from web_harness import CITY, WebPage, open_context
 from web_photos import render
 
-from conftest import open_context
 from sightscan.web import WEB_ROOT
 
 
@@ -32,6 +32,7 @@ def test_the_page_meets_chromiums_install_criteria(web: WebPage) -> None:
     assert web.errors == []
 
 
+@pytest.mark.slow
 def test_the_page_opens_and_detects_with_the_server_stopped(
     chromium: Any, second_server: Any
 ) -> None:

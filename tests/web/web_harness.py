@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 CITY = "SHAPETOWN"
 
@@ -112,7 +118,8 @@ class ContractFakes:
         from urllib.parse import unquote, urlsplit
 
         name = unquote(urlsplit(route.request.url).path.split("/")[-2])
-        if any(self._fold(name) in (self._fold(c["name"]), self._fold(c["key"])) for c in GAZETTEER):
+        folded = self._fold(name)
+        if any(folded in (self._fold(c["name"]), self._fold(c["key"])) for c in GAZETTEER):
             route.continue_()
             return
         first = self._fold(name)[:1]
@@ -128,3 +135,90 @@ class ContractFakes:
         self.status_calls += 1
         route.fulfill(json={"city": city, "name": None, "state": "", "error": None,
                             "model_version": None, **stage})
+
+
+SERVER_STATE: dict[str, Any] = {}
+INFO_CITY = "INFOTOWN"
+SIGHT_INFO = {
+    "red disc": {
+        "description": "A red disc, the test city's round landmark.",
+        "url": "https://www.wikidata.org/wiki/Q42",
+        "credits": [{"author": "Ada Example", "licence": "CC BY-SA 4.0",
+                     "source": "https://commons.wikimedia.org/wiki/File:Disc.png"}],
+    },
+    "blue square": {"description": "A blue square.", "credits": []},
+}
+
+
+def publish(warehouse: Any, city: str, onnx: bytes, extra: dict[str, Any]) -> None:
+    """Publish `onnx` as the next model of `city`, its metadata extended with `extra`."""
+    from sightscan.training.export import read_metadata, set_metadata
+    from sightscan.warehouse.marts import refresh_marts
+    from sightscan.warehouse.versions import add_model_version
+
+    metadata = {**read_metadata(onnx), **extra}
+    with warehouse.transaction() as session:
+        add_model_version(session, warehouse.blobs, city=city,
+                          model_bytes=set_metadata(onnx, metadata), metadata=metadata,
+                          metrics=metadata["metrics"], labelled_images=70)
+        refresh_marts(session)
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run `app` with uvicorn in a thread on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", ws="none", lifespan="on")
+    uvicorn_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uvicorn_server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test API did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def open_context(chromium: Any, server: str, **options: Any) -> tuple[Any, WebPage]:
+    """A new browser context and page on `server`, recording errors and model downloads.
+
+    The gazetteer and city-status routes of the API contract are faked in the browser only
+    while the app under test lacks them (see web_harness.ContractFakes).
+    """
+    options.setdefault("viewport", {"width": 1100, "height": 1000})
+    context = chromium.new_context(**options)
+    context.grant_permissions(["camera"], origin=server)
+    context.add_init_script(TEST_CONFIG)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    web_page = WebPage(page, server)
+    page.on("console", lambda m: m.type == "error" and web_page.errors.append(m.text))
+    page.on("pageerror", lambda exc: web_page.errors.append(str(exc)))
+
+    def count_model_downloads(request: Any) -> None:
+        if request.method == "GET" and urlsplit(request.url).path.endswith("/model"):
+            web_page.model_downloads.append(request.url)
+
+    page.on("request", count_model_downloads)
+    app = SERVER_STATE.get("app")
+    paths = {getattr(route, "path", None) for route in app.routes} if app else set()
+    web_page.fakes = ContractFakes(
+        gazetteer="/api/gazetteer" not in paths,
+        status="/api/cities/{city}/status" not in paths,
+    )
+    web_page.fakes.install(page)
+    return context, web_page
+
+
+# Short refresh periods so the tests see the city list and a request's progress update.
+TEST_CONFIG = "window.sightscanConfig = {cityRefreshMs: 1000, statusRefreshMs: 300};"

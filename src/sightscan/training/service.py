@@ -22,6 +22,7 @@ from sightscan.detections import Box, Label
 from sightscan.errors import ModelFormatError
 from sightscan.pipeline import Fence, StageResult, StageRun
 from sightscan.training.backends import BackendConfig, select_trainer
+from sightscan.training.credits import photo_credits, photos_per_class
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import set_metadata
@@ -219,6 +220,7 @@ def train_city(
             "city": city_name,
             "report_blob": report_key,
             "training": counts,
+            "sights": photo_credits(session, photos_per_class(training_set)),  # for clients
         }
         published = add_model_version(
             session,
