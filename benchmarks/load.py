@@ -110,7 +110,8 @@ async def run_load(
     acked: list[int] = []
     elapsed: dict[str, float] = Counter()
     semaphore = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency * 2)
+    # Shorter than uvicorn's 5 s keep-alive: never reuse a connection the server is closing.
+    limits = httpx.Limits(max_connections=concurrency * 2, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
 
         async def one(index: int, kind: str, data: bytes | None) -> None:
