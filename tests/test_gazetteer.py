@@ -49,3 +49,11 @@ def test_airport_codes_are_not_city_names() -> None:
     gazetteer = Gazetteer([("Berlin", "DE", 3_000_000, ["BER", "Berlino"])])
     assert gazetteer.lookup("BER") is None
     assert gazetteer.lookup("Berlino") is not None
+
+
+def test_concurrent_first_uses_share_one_gazetteer() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda _: get_gazetteer(), range(4)))
+    assert all(g is loaded[0] for g in loaded)

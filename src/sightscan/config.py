@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -135,11 +135,13 @@ class Settings(BaseSettings):
 
     @field_validator("sightscan_discovery")
     @classmethod
-    def _known_discovery(cls, value: str) -> str:
+    def _known_discovery(cls, value: str, info: ValidationInfo) -> str:
         allowed = {AUTO_DISCOVERY, *DISCOVERIES}
         names = [_one_of(part, allowed) for part in value.split(",") if part.strip()]
         if not names or (AUTO_DISCOVERY in names and len(names) > 1):
             raise ValueError(f"expected `auto` or a comma list of {sorted(DISCOVERIES)}")
+        if "places" in names and not info.data.get("maps_key"):  # maps_key is declared above
+            raise ValueError("`places` needs MAPS_KEY")
         return ",".join(names)
 
     @field_validator("sightscan_photo_source")
@@ -189,12 +191,6 @@ class Settings(BaseSettings):
                 database=self.pgdatabase or "postgres",
             )
         return URL.create("sqlite", database=str(self.sightscan_data_dir / "sightscan.db"))
-
-    @model_validator(mode="after")
-    def _places_needs_a_key(self) -> Settings:
-        if "places" in self.sightscan_discovery.split(",") and not self.maps_key:
-            raise ValueError("SIGHTSCAN_DISCOVERY: `places` needs MAPS_KEY")
-        return self
 
     @property
     def ec2_region(self) -> str:

