@@ -119,6 +119,7 @@ def test_an_update_is_offered_with_its_size_and_can_be_declined(web: WebPage) ->
     assert web.errors == []
 
 
+@pytest.mark.slow
 def test_a_cut_download_stores_nothing_and_offers_a_retry(web: WebPage) -> None:
     def half(route: Any) -> None:
         real = route.fetch()

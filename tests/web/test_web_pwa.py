@@ -106,6 +106,7 @@ def test_the_python_files_of_the_web_package_are_not_served(server: str) -> None
     assert httpx.get(f"{server}/app/__init__.py").status_code == 404
 
 
+@pytest.mark.slow
 def test_docs_load_with_no_request_leaving_the_server(web: WebPage) -> None:
     outside: list[str] = []
 

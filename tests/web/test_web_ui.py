@@ -100,6 +100,7 @@ def test_without_https_the_camera_says_so_and_the_next_result_clears_it(
     context.close()
 
 
+@pytest.mark.slow
 def test_plain_mode_draws_a_dot_and_name_and_debug_mode_box_score_and_log(
     web: WebPage, web_model: WebModel
 ) -> None:
@@ -133,7 +134,7 @@ def test_at_360_px_nothing_scrolls_sideways_and_the_result_is_in_view(
         context, web = open_context(chromium, server, viewport=viewport)
         web.open()
         web.choose_city()
-        web.detect(a_photo_with_a_sight(web_model, (1200, 900)))
+        web.detect(a_photo_with_a_sight(web_model, (960, 720)))
         width = web.page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert width[0] <= width[1], viewport
         box = web.page.eval_on_selector("#result", "e => e.getBoundingClientRect().toJSON()")
