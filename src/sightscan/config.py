@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     sightscan_log_level: str = "INFO"
     sightscan_trainer: str = "efficientnet"  # efficientnet | yolo (extra `yolo`)
     sightscan_yolo_weights: str = "yolo11n.pt"
+    # Serve an int8 model when it is within this of the float model (mAP, or top-1 without
+    # boxes) on the validation photos; a negative value always serves the float model.
+    sightscan_int8_tolerance: Annotated[float, Field(le=1.0)] = 0.01
 
     @field_validator("database_url")
     @classmethod
