@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     sightscan_max_concurrent_decodes: PositiveInt = 2
     # Decoded pixels in flight across all requests of one API process (bounds its memory).
     sightscan_decode_pixel_budget: PositiveInt = 100_000_000
+    # Serve an int8 model when it is within this of the float model (mAP, or top-1 without
+    # boxes) on the validation photos; a negative value always serves the float model.
+    sightscan_int8_tolerance: Annotated[float, Field(le=1.0)] = 0.01
 
     @field_validator("database_url")
     @classmethod

@@ -101,7 +101,7 @@ def quantize_model(float_model: bytes, photos: Sequence[np.ndarray]) -> bytes:
         output = Path(folder) / "int8.onnx"
         try:
             quantize_static(
-                onnx.load_from_string(float_model), output, reader,
+                _preprocessed(float_model, Path(folder)), output, reader,
                 quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
                 per_channel=True, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
@@ -111,6 +111,20 @@ def quantize_model(float_model: bytes, photos: Sequence[np.ndarray]) -> bytes:
             raise TrainingError(f"int8 quantisation failed: {exc}") from exc
         quantized = output.read_bytes()
     return set_metadata(quantized, {**metadata, "precision": "int8"})
+
+
+def _preprocessed(float_model: bytes, folder: Path) -> onnx.ModelProto:
+    """Shape inference and constant folding (biases become initializers), as ORT advises."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source, target = folder / "float.onnx", folder / "float-pre.onnx"
+    source.write_bytes(float_model)
+    try:
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+        return onnx.load(str(target))
+    except (ValueError, RuntimeError, OSError, onnx.checker.ValidationError) as exc:
+        log.warning("quantisation pre-processing failed (%s); quantising the model as is", exc)
+        return onnx.load_from_string(float_model)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import set_metadata
 from sightscan.training.negatives import background_crops, folder_negatives
+from sightscan.training.quantize import ServedModel, choose_served_model
 from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
@@ -198,15 +199,19 @@ def train_city(
         "corrupt_images": len(training_set.corrupt_images),
         "seconds": round(time.monotonic() - started, 1),
     }
+    phase("checking the int8 model", 0, 0)
+    served = _served_model(trained.onnx, trained.metrics, training_set,
+                           settings.sightscan_int8_tolerance)
+    counts["model_precision"] = served.precision
     phase("comparing with the current model", 0, 0)
     previous = _evaluate_current(warehouse, city_name, training_set)
     tolerance = settings.sightscan_quality_tolerance
-    if previous is not None and not is_not_worse(trained.metrics, previous, tolerance):
+    if previous is not None and not is_not_worse(served.metrics, previous, tolerance):
         reason = (
-            f"new mAP@0.5:0.95 {trained.metrics.map50_95:.3f} is worse than the current "
+            f"new mAP@0.5:0.95 {served.metrics.map50_95:.3f} is worse than the current "
             f"model's {previous.map50_95:.3f} on the same validation photos"
         )
-        return TrainResult(city_name, False, None, trained.metrics, previous, counts, reason)
+        return TrainResult(city_name, False, None, served.metrics, previous, counts, reason)
     labelled = sum(1 for image in images if image.labels)
     with warehouse.transaction() as session:
         if fence is not None:
@@ -214,6 +219,9 @@ def train_city(
         latest = latest_model_version(session, city_id=city_id)
         version = (latest.version if latest else 0) + 1
         report_key = warehouse.blobs.put(trained.report_png) if trained.report_png else None
+        quantization = dict(served.record)
+        if served.precision != "float32":  # keep the float model too: nothing trained is lost
+            quantization["float_blob"] = warehouse.blobs.put(trained.onnx)
         metadata = {
             **trained.metadata,
             "version": version,
@@ -221,19 +229,38 @@ def train_city(
             "report_blob": report_key,
             "training": counts,
             "sights": photo_credits(session, photos_per_class(training_set)),  # for clients
+            "metrics": served.metrics.as_dict(),
+            "precision": served.precision,
+            "quantization": quantization,
         }
         published = add_model_version(
             session,
             warehouse.blobs,
             city=city_name,
-            model_bytes=set_metadata(trained.onnx, metadata),
+            model_bytes=set_metadata(served.onnx, metadata),
             metadata=metadata,
-            metrics=trained.metrics.as_dict(),
+            metrics=served.metrics.as_dict(),
             labelled_images=labelled,
             fence=fence,
         )
         refresh_marts(session)
-    return TrainResult(city_name, True, published.version, trained.metrics, previous, counts)
+    return TrainResult(city_name, True, published.version, served.metrics, previous, counts)
+
+
+def _served_model(float_model: bytes, float_metrics: Metrics, training_set: Any,
+                  tolerance: float) -> ServedModel:
+    """The model clients get: int8 when it holds up on the validation photos, else float."""
+    if tolerance < 0:
+        reason = "int8 models are off (SIGHTSCAN_INT8_TOLERANCE < 0)"
+        record = {"served": "float32", "reason": reason, "float_bytes": len(float_model)}
+        return ServedModel(float_model, "float32", float_metrics, reason, record)
+    return choose_served_model(
+        float_model, float_metrics,
+        calibration=[sample.pixels for sample in training_set.train],
+        val_images=training_set.val_images(),
+        class_names=training_set.class_names,
+        tolerance=tolerance,
+    )
 
 
 def _evaluate_current(warehouse: Warehouse, city: str, training_set: Any) -> Metrics | None:
