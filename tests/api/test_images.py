@@ -55,6 +55,17 @@ def test_the_same_photo_twice_is_stored_once(
     assert snapshot() == after_first
 
 
+def test_a_photo_stored_for_one_city_sent_for_another_answers_with_the_city_it_is_stored_for(
+    client: TestClient, make_image: Callable[..., bytes], snapshot: Snapshot
+) -> None:
+    first = upload(client, make_image(3))
+    after_first = snapshot()
+    again = client.post("/api/cities/Hamburg/image", files={"image": ("p.png", make_image(3))})
+    assert again.status_code == 200
+    assert again.json() == {"image_id": first.json()["image_id"], "city": "BERLIN",
+                            "duplicate": True}
+    assert snapshot() == after_first
+
 def test_seed_labels_are_stored_as_user_labels_with_their_sight(
     client: TestClient, make_image: Callable[..., bytes], warehouse: Warehouse
 ) -> None:

@@ -16,6 +16,9 @@ _BOX_KEYS = ("ulx", "uly", "lrx", "lry")
 
 class ErrorOut(BaseModel):
     detail: str = Field(description="What was wrong, in one line.")
+    suggestions: list[str] | None = Field(
+        default=None, description="Closest known city names, only for an unknown city."
+    )
 
 
 class CitiesOut(BaseModel):
@@ -118,3 +121,14 @@ class CitySourceIn(BaseModel):
         default=None, max_length=100
     )
     photo_folder: SafeText | None = Field(default=None, max_length=1000)
+
+
+class CityStatusOut(BaseModel):
+    city: str = Field(description="The city's key (its normalised gazetteer name).")
+    name: str = Field(description="Display name.")
+    requests: int = Field(description="Distinct clients (or operator requests) that asked.")
+    requests_needed: int = Field(description="Distinct clients needed to start the crawl.")
+    stage: str = Field(description="requested | crawl | label | train | ready | failed")
+    state: str | None = Field(description="The stage's job: queued | running | done | failed.")
+    error: str | None = Field(description="Why the last job failed, in plain words.")
+    model_version: int = Field(description="Newest published model version, -1 when none.")

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -28,6 +27,7 @@ from sightscan.api.schemas import (
     CitiesOut,
     CityRequestOut,
     CitySourceIn,
+    CityStatusOut,
     ErrorOut,
     ImageUploadOut,
     parse_seed_labels,
@@ -44,35 +44,16 @@ from sightscan.warehouse.cities import request_city, resolve_city
 from sightscan.warehouse.city_status import city_status
 from sightscan.warehouse.images import NewImage, add_image
 from sightscan.warehouse.marts import supported_cities
-from sightscan.warehouse.models import ImageRow
+from sightscan.warehouse.models import City, FactSight, ImageRow
 
 router = APIRouter(prefix="/api/cities", tags=["cities"])
-
-
-
-class UnknownCityOut(BaseModel):
-    detail: str = Field(description="What was wrong, in one line.")
-    suggestions: list[str] = Field(
-        default_factory=list, description="Closest known city names, for an unknown city."
-    )
-
-
-class CityStatusOut(BaseModel):
-    city: str = Field(description="The city's key (its normalised gazetteer name).")
-    name: str = Field(description="Display name.")
-    requests: int = Field(description="Distinct clients (or operator requests) that asked.")
-    requests_needed: int = Field(description="Distinct clients needed to start the crawl.")
-    stage: str = Field(description="requested | crawl | label | train | ready | failed")
-    state: str | None = Field(description="The stage's job: queued | running | done | failed.")
-    error: str | None = Field(description="Why the last job failed, in plain words.")
-    model_version: int = Field(description="Newest published model version, -1 when none.")
 
 
 RawCity = Annotated[
     str, PathParam(description="City name in any known spelling (München, Munich, MUNICH).")
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": UnknownCityOut},
+    400: {"model": ErrorOut},
     429: {"model": ErrorOut},
 }
 UPLOAD_FORM = photo_form(
@@ -173,22 +154,33 @@ async def upload_image(
     sight_field = upload.fields.get("sight")
     sight = " ".join(sight_field.split())[:200] if sight_field else None
     # A known photo is answered from its hash: no decode, no budget, no write.
-    known = await run_in_threadpool(_stored_image_id, warehouse, data)
-    if known is not None:
+    known = await run_in_threadpool(_stored_image, warehouse, data)
+    if known is not None:  # a photo is kept once, with the city it first came with
         response.status_code = 200
-        return {"image_id": known, "city": city, "duplicate": True}
+        return {"image_id": known[0], "city": known[1], "duplicate": True}
     gate: DecodeGate = request.app.state.decode_gate
     info = await gate.run(peek_pixels(data), _inspect, data, settings.sightscan_max_image_pixels)
-    added = await run_in_threadpool(_store_upload, warehouse, city, data, info, labels, sight)
-    if not added[1]:
+    image_id, created = await run_in_threadpool(
+        _store_upload, warehouse, city, data, info, labels, sight
+    )
+    if not created:  # stored by a concurrent upload since the look-up above
         response.status_code = 200
-    return {"image_id": added[0], "city": city, "duplicate": not added[1]}
+        known = await run_in_threadpool(_stored_image, warehouse, data)
+        city = known[1] if known is not None else city
+    return {"image_id": image_id, "city": city, "duplicate": not created}
 
 
-def _stored_image_id(warehouse: Warehouse, data: bytes) -> int | None:
-    digest = sha256_hex(data)
+def _stored_image(warehouse: Warehouse, data: bytes) -> tuple[int, str] | None:
+    """The id and city of the stored photo with these bytes, None when there is none."""
+    query = (
+        select(ImageRow.id, City.name)
+        .join(FactSight, FactSight.image_id == ImageRow.id)
+        .join(City, City.id == FactSight.city_id)
+        .where(ImageRow.sha256 == sha256_hex(data))
+    )
     with warehouse.transaction() as session:
-        return session.scalar(select(ImageRow.id).where(ImageRow.sha256 == digest))
+        row = session.execute(query).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def _inspect(data: bytes, max_pixels: int) -> ImageInfo:
