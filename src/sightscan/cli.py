@@ -310,33 +310,33 @@ def city_add(
     ] = None,
 ) -> None:
     """Start the pipeline for a city now (operator), optionally from a local photo folder."""
-    from sightscan.pipeline import Stage
+    from sightscan.pipeline import request_city_crawl
     from sightscan.tasks import HueyScheduler
-    from sightscan.warehouse.cities import request_city
     from sightscan.warehouse.cloud import live_workers
 
     if photos is not None and not photos.is_dir():
         raise typer.BadParameter(f"expected a folder, got {photos}", param_hint="--photos")
     warehouse = _warehouse()
-    with warehouse.transaction() as session:
-        result = request_city(
-            session,
-            city=name,
-            threshold=1,
-            force=True,
-            photo_folder=str(photos.resolve()) if photos else None,
-            sights=list(sight) if sight else None,
-        )
-    scheduler = HueyScheduler.from_settings(warehouse.settings, warehouse)
-    job_id = scheduler.submit(Stage.CRAWL, result.city)
-    state = f"crawl queued as job {job_id}" if job_id else "a crawl is already queued or running"
+    outcome = request_city_crawl(
+        warehouse,
+        HueyScheduler.from_settings(warehouse.settings, warehouse),
+        warehouse.settings,
+        city=name,
+        force=True,
+        photo_folder=str(photos.resolve()) if photos else None,
+        sights=list(sight) if sight else None,
+    )
+    if outcome.job_id:
+        state = f"crawl queued as job {outcome.job_id}"
+    else:
+        state = "a crawl is already queued or running"
     with warehouse.transaction() as session:
         workers = live_workers(session, queue="main")
     if workers:
         then = f"{_count(workers, 'worker')} running; `sightscan status` shows its progress"
     else:
         then = "no worker is running: start `sightscan up` (or `sightscan worker`) to process it"
-    console.print(f"{result.city}: {state}; {then}", markup=False, highlight=False)
+    console.print(f"{outcome.city}: {state}; {then}", markup=False, highlight=False)
 
 
 @app.command()

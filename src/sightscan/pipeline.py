@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from sightscan.config import Settings
 from sightscan.errors import InvalidInputError, StageInterrupted, StaleAttemptError
+from sightscan.warehouse import Warehouse
 from sightscan.warehouse import jobs as job_store
 from sightscan.warehouse.cities import get_or_create_city
 from sightscan.warehouse.marts import CityOverview, city_overview
@@ -191,3 +192,50 @@ def ready_to_train(session: Session, settings: Settings) -> list[str]:
         for c in city_overview(session)
         if _free_for(session, c.city_id, Stage.TRAIN) and needs_training(session, c, settings)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class CityRequestOutcome:
+    """What a request for a city did: its key, distinct requests so far, the crawl job."""
+
+    city: str
+    requests: int
+    crawl_started: bool
+    job_id: int | None
+
+
+def request_city_crawl(
+    warehouse: Warehouse,
+    scheduler: Scheduler,
+    settings: Settings,
+    *,
+    city: str,
+    force: bool = False,
+    photo_folder: str | None = None,
+    sights: list[str] | None = None,
+    client_hash: str | None = None,
+) -> CityRequestOutcome:
+    """Count a request for a city and queue its crawl once enough distinct clients asked.
+
+    The pipeline's entry for the API and the CLI alike. Public requests (`client_hash`) must
+    name a city the gazetteer knows; `force` (operators) takes any name and crawls at once.
+    """
+    from sightscan.cities import normalise_city
+    from sightscan.warehouse.cities import request_city, resolve_city
+
+    with warehouse.transaction() as session:
+        name = normalise_city(city) if force else resolve_city(session, city, known_only=True)
+        result = request_city(
+            session,
+            city=name,
+            force=force,
+            threshold=settings.sightscan_city_request_threshold,
+            photo_folder=photo_folder,
+            sights=sights,
+            client_hash=client_hash,
+            max_cities_per_client=settings.sightscan_city_requests_per_client_per_day,
+        )
+    job_id = scheduler.submit(Stage.CRAWL, result.city) if result.crawl_started or force else None
+    return CityRequestOutcome(
+        result.city, result.count, result.crawl_started or job_id is not None, job_id
+    )

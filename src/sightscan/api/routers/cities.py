@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -33,14 +34,13 @@ from sightscan.api.schemas import (
     parse_seed_labels,
 )
 from sightscan.api.uploads import PRINTABLE_TEXT, photo_form, read_photo_upload
-from sightscan.cities import normalise_city
 from sightscan.config import Settings
 from sightscan.crawler.folder import folder_under_root
 from sightscan.detections import Label
 from sightscan.images import ImageInfo, inspect_image, sha256_hex
-from sightscan.pipeline import Stage
+from sightscan.pipeline import request_city_crawl
 from sightscan.warehouse import Warehouse
-from sightscan.warehouse.cities import request_city, resolve_city
+from sightscan.warehouse.cities import resolve_city
 from sightscan.warehouse.city_status import city_status
 from sightscan.warehouse.images import NewImage, add_image
 from sightscan.warehouse.marts import supported_cities
@@ -96,7 +96,7 @@ def add_city(
         CitySourceIn | None,
         Body(description="Operators (API key): where the crawl finds sights and photos."),
     ] = None,
-) -> dict[str, Any]:
+) -> CityRequestOut:
     """Ask for a city the gazetteer knows (400 with suggestions otherwise); the request that
     brings the number of distinct clients to the threshold starts the crawl. Operators (API
     key) may force any name."""
@@ -106,27 +106,17 @@ def add_city(
     folder = None
     if source is not None and source.photo_folder is not None:
         folder = str(folder_under_root(source.photo_folder, settings.sightscan_photo_root))
-    with warehouse.transaction() as session:
-        name = normalise_city(city) if force else resolve_city(session, city, known_only=True)
-        result = request_city(
-            session,
-            city=name,
-            force=force,
-            threshold=settings.sightscan_city_request_threshold,
-            photo_folder=folder,
-            sights=source.sights if source else None,
-            client_hash=None if operator else hash_client(settings, client_key(request)),
-            max_cities_per_client=settings.sightscan_city_requests_per_client_per_day,
-        )
-    job_id = None
-    if result.crawl_started or force:
-        job_id = scheduler.submit(Stage.CRAWL, result.city)
-    return {
-        "city": result.city,
-        "requests": result.count,
-        "crawl_started": result.crawl_started or job_id is not None,
-        "job_id": job_id,
-    }
+    outcome = request_city_crawl(
+        warehouse,
+        scheduler,
+        settings,
+        city=city,
+        force=force,
+        photo_folder=folder,
+        sights=source.sights if source else None,
+        client_hash=None if operator else hash_client(settings, client_key(request)),
+    )
+    return CityRequestOut(**asdict(outcome))
 
 
 @router.post(
