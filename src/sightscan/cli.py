@@ -24,6 +24,7 @@ from sightscan.errors import SightScanError
 if TYPE_CHECKING:
     from sightscan.inference import Detector
     from sightscan.photo_files import PhotoResult
+    from sightscan.training.service import TrainResult
 
 app = typer.Typer(
     help="SightScan: recognise the sights of a city.",
@@ -195,7 +196,7 @@ def train(city: Annotated[str, typer.Argument(help="City to train a model for.")
 
     with _phase_display() as show_phase:
         result = train_city(_warehouse(), city, progress=True, on_phase=show_phase)
-    console.print(result.metrics_table())
+    console.print(_metrics_table(result))
     for key in ("map50", "top1_accuracy"):
         console.print(METRICS_EXPLAINED[key], markup=False, highlight=False)
     console.print(result.summary())
@@ -225,6 +226,29 @@ def _phase_display() -> Iterator[Callable[[str, int, int], None]]:
         yield show
     finally:
         bar.stop()
+
+
+def _metrics_table(result: TrainResult) -> Table:
+    """The metrics of the new model (and the current one) as a table."""
+    table = Table("metric", "new model", "current model")
+    prev = result.previous_metrics
+    rows = [
+        ("mAP@0.5", "map50"),
+        ("mAP@0.5:0.95", "map50_95"),
+        ("top-1 accuracy", "top1_accuracy"),
+        ("negatives without detection", "negatives_clean_rate"),
+    ]
+    for title, attr in rows:
+        old_value = getattr(prev, attr) if prev else None
+        table.add_row(title, _fmt(getattr(result.metrics, attr)), _fmt(old_value))
+    for name, ap in sorted(result.metrics.per_class_ap50.items()):
+        old_ap = prev.per_class_ap50.get(name) if prev else None
+        table.add_row(f"AP@0.5 {name}", _fmt(ap), _fmt(old_ap))
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @app.command()

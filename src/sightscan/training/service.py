@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from rich.table import Table
-
 from sightscan.detections import Box, Label
 from sightscan.errors import ModelFormatError
 from sightscan.pipeline import Fence, StageResult, StageRun
@@ -56,26 +54,6 @@ class TrainResult:
     counts: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
 
-    def metrics_table(self) -> Table:
-        """The metrics of the new model (and the current one) as a rich table."""
-        table = Table("metric", "new model", "current model")
-        prev = self.previous_metrics
-        rows = [
-            ("mAP@0.5", "map50"),
-            ("mAP@0.5:0.95", "map50_95"),
-            ("top-1 accuracy", "top1_accuracy"),
-            ("negatives without detection", "negatives_clean_rate"),
-        ]
-        for title, attr in rows:
-            new_value = getattr(self.metrics, attr)
-            old_value = getattr(prev, attr) if prev else None
-            table.add_row(title, _fmt(new_value), _fmt(old_value))
-        for name, ap in sorted(self.metrics.per_class_ap50.items()):
-            table.add_row(
-                f"AP@0.5 {name}", _fmt(ap), _fmt(prev.per_class_ap50.get(name) if prev else None)
-            )
-        return table
-
     def summary(self) -> str:
         """One line for people."""
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
@@ -102,10 +80,6 @@ PhaseCallback = Callable[[str, int, int], None]
 
 def _no_phase(_phase: str, _done: int, _total: int) -> None:
     return None
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def _as_training_image(
