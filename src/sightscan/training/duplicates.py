@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 HASH_MAX_BITS = 8  # of 63: copies differ by 0-4 bits, distinct photos by 20+
 CANDIDATES = 4  # nearest photos per photo checked with keypoints (96% of true copies found)
-MIN_INLIERS = 25  # consistent ORB keypoints (of 300) that make two photos one picture
+MIN_INLIERS = 50  # consistent ORB keypoints (of 300) that make two photos one picture
 ORB_SIZE = 192  # px, grey square the keypoints are found on
 ORB_FEATURES = 300
 
