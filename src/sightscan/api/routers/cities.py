@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sightscan.api.decoding import DecodeGate, peek_pixels
 from sightscan.api.deps import (
+    CITY_SCHEMA,
     CityDep,
     OptionalKey,
     RateLimited,
@@ -50,7 +51,11 @@ router = APIRouter(prefix="/api/cities", tags=["cities"])
 
 
 RawCity = Annotated[
-    str, PathParam(description="City name in any known spelling (München, Munich, MUNICH).")
+    str,
+    PathParam(
+        description="City name in any known spelling (München, Munich, MUNICH).",
+        json_schema_extra=CITY_SCHEMA,
+    ),
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut},
