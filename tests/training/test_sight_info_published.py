@@ -9,8 +9,11 @@ import pytest
 from mts_synthetic import render
 
 from fakes.commons import CommonsFile, FakeCommons
-from fakes.server import FakeServer, Reply
-from fakes.server import fake_server  # noqa: F401  (fixture)
+from fakes.server import (
+    FakeServer,
+    Reply,
+    fake_server,  # noqa: F401  (fixture)
+)
 from fakes.wikidata import SPARQL_PATH, WikidataItem, wikidata_handler
 from sightscan.config import load_settings
 from sightscan.crawler.store import run_crawl_stage
