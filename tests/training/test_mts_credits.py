@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from postgres_db import temporary_database
 from sightscan.config import load_settings
 from sightscan.detections import Label
 from sightscan.training.credits import photo_credits, photos_per_class
@@ -64,8 +67,26 @@ def test_each_sight_gets_the_distinct_authors_and_licences_of_its_photos(tmp_pat
     warehouse.dispose()
 
 
-def test_each_sight_gets_the_description_and_link_its_crawl_found(tmp_path: Path) -> None:
-    warehouse = Warehouse.from_settings(load_settings(sightscan_data_dir=tmp_path), migrate=True)
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """A migrated warehouse on SQLite, then on a temporary PostgreSQL database."""
+    if request.param == "sqlite":
+        warehouse = Warehouse.from_settings(load_settings(sightscan_data_dir=tmp_path),
+                                            migrate=True)
+        yield warehouse
+        warehouse.dispose()
+        return
+    with temporary_database() as url:
+        settings = load_settings(sightscan_data_dir=tmp_path,
+                                 database_url=url.render_as_string(hide_password=False))
+        warehouse = Warehouse.from_settings(settings, migrate=True)
+        yield warehouse
+        warehouse.dispose()
+
+
+def test_each_sight_gets_the_description_and_link_its_crawl_found(
+        any_warehouse: Warehouse) -> None:
+    warehouse = any_warehouse
     # crawled as "Towers Old Tower" and "old_tower": training merged both into "Old Tower"
     tower = [store(warehouse, 1, "Ada", "CC0", "Towers Old Tower"),
              store(warehouse, 2, "Ada", "CC0", "old_tower")]
@@ -90,4 +111,3 @@ def test_each_sight_gets_the_description_and_link_its_crawl_found(tmp_path: Path
     assert "url" not in sights["New Bridge"]
     assert sights["Museum photo"]["url"] == "https://museum.example/"
     assert "description" not in sights["Unknown"] and "url" not in sights["Unknown"]
-    warehouse.dispose()
