@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from fakes.commons import CommonsFile, FakeCommons
 from fakes.images import jpeg_bytes
@@ -29,9 +30,11 @@ from sightscan.tasks import HueyScheduler, Queues, run_job
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import request_city
 from sightscan.warehouse.marts import city_overview
+from sightscan.warehouse.models import Sight
 
 FAST: dict[str, Any] = {"retries": 1, "backoff": 0.001, "max_backoff": 0.01}
-PARIS = [WikidataItem("Q243", "Eiffel Tower", 180, ["Point(2.2945 48.8583)"])]
+PARIS = [WikidataItem("Q243", "Eiffel Tower", 180, ["Point(2.2945 48.8583)"],
+                      description="tower in Paris", article="Eiffel Tower")]
 
 
 def closed_port_url() -> str:
@@ -114,6 +117,9 @@ def test_a_requested_city_is_crawled_with_the_defaults(fake_server: FakeServer,
     assert result.follow_up is not None and result.follow_up.stage is Stage.LABEL
     with warehouse.transaction() as session:
         assert [(c.city, c.images) for c in city_overview(session)] == [("PARIS", 1)]
+        sight = session.scalars(select(Sight)).one()  # what the sight is, kept with it
+        assert (sight.name, sight.description, sight.url) == (
+            "Eiffel Tower", "tower in Paris", "https://en.wikipedia.org/wiki/Eiffel_Tower")
     assert fake_server.requests_to(INTERPRETER_PATH) == []  # Wikidata answered: no OSM call
     warehouse.dispose()
 

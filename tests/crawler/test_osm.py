@@ -9,7 +9,7 @@ import pytest
 
 from fakes.overpass import INTERPRETER_PATH, element, overpass_handler
 from fakes.server import FakeServer, Reply
-from sightscan.crawler.osm import OverpassDiscovery, build_query, ql_string
+from sightscan.crawler.osm import OverpassDiscovery, build_query, ql_string, rank_elements
 from sightscan.errors import ExternalServiceError
 
 LINKED = [
@@ -18,7 +18,8 @@ LINKED = [
     element("node", 3, "Victory Column", historic="monument", wikipedia="de:Siegessäule"),
     element("node", 4, "Brandenburg Gate", tourism="viewpoint", wikidata="Q82425"),
 ]
-UNLINKED = [element("node", 5, "Small Memorial", historic="memorial"),
+UNLINKED = [element("node", 5, "Small Memorial", historic="memorial",
+                    website="https://memorial.example/", description="A small  memorial."),
             element("node", 6, "", historic="memorial")]
 HOSTILE = ['Ber"lin', "Ber\\lin", 'x"];out;node(1);("', "a\\\"]->.city;", "München (.*)+?$",
            "line\nbreak", "tab\there"]
@@ -68,6 +69,24 @@ def test_sights_linked_to_wikidata_come_first_without_duplicates(
     assert sights[0].source_id == "way/2"
     assert (sights[0].lat, sights[0].lon) == (52.5, 13.4)
     assert len(fake_server.requests) == 1
+
+
+def test_each_sight_links_its_article_item_or_website(fake_server: FakeServer,
+                                                      client: httpx.Client) -> None:
+    fake_server.route("POST", INTERPRETER_PATH, overpass_handler(LINKED, UNLINKED))
+    gate, column, memorial = discovery(fake_server, client).find_sights("Berlin", 3)
+    assert gate.url == "https://www.wikidata.org/wiki/Q82425" and gate.description is None
+    assert column.url == "https://de.wikipedia.org/wiki/Siegess%C3%A4ule"
+    assert memorial.url == "https://memorial.example/"
+    assert memorial.description == "A small memorial."
+
+
+def test_odd_link_tags_give_no_link() -> None:
+    odd = [element("node", 7, "A", tourism="museum", wikipedia="Just a title",
+                   website="javascript:alert(1)"),
+           element("node", 8, "B", tourism="museum", wikidata="not-a-qid", website="/relative"),
+           element("node", 9, "C", tourism="museum", wikipedia="https://en.wikipedia.org/wiki/C")]
+    assert [s.url for s in rank_elements(odd)] == [None, None, "https://en.wikipedia.org/wiki/C"]
 
 
 def test_unlinked_sights_fill_up_when_too_few_are_linked(fake_server: FakeServer,

@@ -12,7 +12,8 @@ from sightscan.errors import ConfigurationError, ExternalServiceError
 
 PLACES = [
     place("p1", "Museum Island", 52.52, 13.40, 900),
-    place("p2", "Brandenburg Gate", 52.516, 13.377, 150_000),
+    place("p2", "Brandenburg Gate", 52.516, 13.377, 150_000,
+          summary="Iconic 18th-century neoclassical triumphal arch."),
     place("p3", "Reichstag", 52.518, 13.376, 80_000),
     place("p4", "Checkpoint Charlie", 52.507, 13.39, 40_000),
 ]
@@ -30,6 +31,26 @@ def test_sights_are_ranked_by_rating_count(fake_server: FakeServer,
     assert [s.name for s in sights] == ["Brandenburg Gate", "Reichstag", "Checkpoint Charlie"]
     assert (sights[0].lat, sights[0].lon, sights[0].source, sights[0].source_id) == (
         52.516, 13.377, "places", "p2")
+
+
+def test_each_sight_has_its_editorial_summary_and_maps_link(fake_server: FakeServer,
+                                                            client: httpx.Client) -> None:
+    fake_server.route("POST", SEARCH_PATH, places_handler(PLACES))
+    gate, reichstag = discovery(fake_server, client).find_sights("Berlin", 2)
+    assert gate.description == "Iconic 18th-century neoclassical triumphal arch."
+    assert gate.url == PLACES[1]["googleMapsUri"]
+    assert gate.url.startswith("https://maps.google.com/?cid=")
+    assert reichstag.description is None and reichstag.url == PLACES[2]["googleMapsUri"]
+
+
+def test_fields_outside_the_mask_are_not_answered(fake_server: FakeServer,
+                                                  client: httpx.Client) -> None:
+    fake_server.route("POST", SEARCH_PATH, places_handler(PLACES))
+    reply = client.post(f"{fake_server.url}{SEARCH_PATH}", json={"textQuery": "x"},
+                        headers={"X-Goog-Api-Key": "test-key",
+                                 "X-Goog-FieldMask": "places.displayName"})
+    assert reply.json()["places"][0] == {"displayName": {"text": "Museum Island",
+                                                         "languageCode": "en"}}
 
 
 def test_the_request_has_the_documented_shape(fake_server: FakeServer,

@@ -32,7 +32,9 @@ PARIS = [
     WikidataItem("Q2981", "Notre-Dame de Paris", 120, ["Point(2.35 48.853)"]),
     WikidataItem("Q19675", "Louvre", 180, ["Point(2.3375 48.861)"]),  # ties sort by name
     WikidataItem("Q243", "Eiffel Tower", 180,  # two coordinate statements: two rows
-                 ["Point(2.2945 48.8583)", "Point(2.2944 48.8582)"]),
+                 ["Point(2.2945 48.8583)", "Point(2.2944 48.8582)"],
+                 description="tower on the Champ de Mars in Paris, France",
+                 article="Eiffel Tower"),
     WikidataItem("Q90", "Louvre", 5, ["Point(0 0)"]),  # another item of the same name
     WikidataItem("Q12345678", None, 500),  # no English label: the service answers the QID
     WikidataItem("Q189", "Arc de Triomphe", 90, []),  # no coordinates: no coord binding
@@ -62,8 +64,8 @@ def test_a_hostile_city_name_stays_inside_its_string_literal(city: str) -> None:
     benign_literals, benign_skeleton = string_literals(build_query("Paris", 10))
     literals, skeleton = string_literals(build_query(city, 10))
     assert skeleton == benign_skeleton
-    assert len(literals) == len(benign_literals) == 2
-    assert literals == [city, "en"]
+    assert len(literals) == len(benign_literals) == 3
+    assert literals == [city, "en", "en"]
     literal = sparql_string(city)
     assert "\n" not in literal and "\r" not in literal
     # a processor that decodes \uXXXX before parsing still finds one intact literal
@@ -84,11 +86,18 @@ def test_sights_are_ranked_by_sitelinks_without_duplicates(
     fake_server.route("GET", SPARQL_PATH, wikidata_handler({"Paris": PARIS}))
     sights = discovery(fake_server, client).find_sights("Paris", 10)
     assert sights == [
-        Sight("Eiffel Tower", 48.8583, 2.2945, "wikidata", "Q243"),
-        Sight("Louvre", 48.861, 2.3375, "wikidata", "Q19675"),
-        Sight("Notre-Dame de Paris", 48.853, 2.35, "wikidata", "Q2981"),
-        Sight("Arc de Triomphe", None, None, "wikidata", "Q189"),
-        Sight("Moon Crater", None, None, "wikidata", "Q7"),  # not on Earth: no coordinates
+        Sight("Eiffel Tower", 48.8583, 2.2945, "wikidata", "Q243",
+              "tower on the Champ de Mars in Paris, France",
+              "https://en.wikipedia.org/wiki/Eiffel_Tower"),
+        # without an English article the link is the item's Wikidata page
+        Sight("Louvre", 48.861, 2.3375, "wikidata", "Q19675",
+              url="https://www.wikidata.org/wiki/Q19675"),
+        Sight("Notre-Dame de Paris", 48.853, 2.35, "wikidata", "Q2981",
+              url="https://www.wikidata.org/wiki/Q2981"),
+        Sight("Arc de Triomphe", None, None, "wikidata", "Q189",
+              url="https://www.wikidata.org/wiki/Q189"),
+        Sight("Moon Crater", None, None, "wikidata", "Q7",  # not on Earth: no coordinates
+              url="https://www.wikidata.org/wiki/Q7"),
     ]
     assert len(fake_server.requests) == 1
 
@@ -102,9 +111,11 @@ def test_the_request_has_the_documented_shape(fake_server: FakeServer,
     assert request.headers["accept"] == "application/sparql-results+json"
     assert request.headers["user-agent"].startswith("SightScan/")
     query = request.param("query") or ""
-    assert string_literals(query)[0] == ["Paris", "en"]
+    assert string_literals(query)[0] == ["Paris", "en", "en"]
     for part in ("wd:Q486972", "wd:Q570116", "wdt:P131", "wikibase:sitelinks", "wdt:P625",
-                 "ORDER BY DESC(?sitelinks)", "SERVICE wikibase:label"):
+                 "ORDER BY DESC(?sitelinks)", "SERVICE wikibase:label",
+                 "schema:description ?itemDescription", "schema:about ?item",
+                 "schema:isPartOf <https://en.wikipedia.org/>"):
         assert part in query
     assert query.rstrip().endswith("LIMIT 26")
 
@@ -197,7 +208,8 @@ def test_odd_rows_are_skipped() -> None:
         {"item": {"type": "uri", "value": "http://www.wikidata.org/entity/Q3"},
          "itemLabel": {"type": "literal", "value": "spaced out"}, "sitelinks": {"value": "0"}},
     ]
-    assert rank_bindings(rows) == [Sight("Spaced Out", None, None, "wikidata", "Q1")]
+    assert rank_bindings(rows) == [Sight("Spaced Out", None, None, "wikidata", "Q1",
+                                              url="https://www.wikidata.org/wiki/Q1")]
 
 
 def test_points_are_read_as_lon_lat() -> None:
@@ -222,3 +234,22 @@ def test_the_factory_builds_it_from_the_settings(fake_server: FakeServer,
     made = make_discovery("wikidata", client=client, config=config)
     assert isinstance(made, WikidataDiscovery)
     assert made.find_sights("Paris", 1)[0].source_id in {"Q243", "Q19675"}
+
+
+def test_a_description_and_article_from_any_row_of_the_item_are_kept() -> None:
+    entity = "http://www.wikidata.org/entity/Q64"
+    rows: list[dict[str, Any]] = [
+        {"item": {"value": entity}, "itemLabel": {"value": "Gate"}},
+        {"item": {"value": entity}, "itemLabel": {"value": "Gate"},
+         "itemDescription": {"value": "  18th-century\n  monument "},
+         "article": {"value": "https://en.wikipedia.org/wiki/Brandenburg_Gate"}},
+        {"item": {"value": entity}, "itemLabel": {"value": "Gate"},
+         "itemDescription": {"value": "later text"},
+         "article": {"value": "javascript:alert(1)"}},
+    ]
+    sight = rank_bindings(rows)[0]
+    assert sight.description == "18th-century monument"
+    assert sight.url == "https://en.wikipedia.org/wiki/Brandenburg_Gate"
+    hostile = [{"item": {"value": entity}, "itemLabel": {"value": "Gate"},
+                "article": {"value": "javascript:alert(1)"}}]
+    assert rank_bindings(hostile)[0].url == "https://www.wikidata.org/wiki/Q64"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from fakes.server import Handler, Recorded, Reply
 
@@ -14,7 +15,8 @@ ENTITY = "http://www.wikidata.org/entity/"
 RESULTS_TYPE = "application/sparql-results+json;charset=utf-8"
 XSD_INTEGER = "http://www.w3.org/2001/XMLSchema#integer"
 WKT_LITERAL = "http://www.opengis.net/ont/geosparql#wktLiteral"
-VARS = ["item", "itemLabel", "sitelinks", "coord"]
+VARS = ["item", "itemLabel", "sitelinks", "coord", "itemDescription", "article"]
+WIKIPEDIA_EN = "https://en.wikipedia.org/"
 
 _STRING = re.compile(r'"((?:[^"\\\n\r]|\\.)*)"')
 _ECHARS = {"t": "\t", "b": "\b", "n": "\n", "r": "\r", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
@@ -63,16 +65,21 @@ def string_literals(query: str) -> tuple[list[str], str]:
 @dataclass
 class WikidataItem:
     """A sight item as the query sees it; `label=None` means no English label (the label
-    service then answers the QID), each coordinate gives one more result row."""
+    service then answers the QID), each coordinate gives one more result row; `description`
+    is the English schema:description, `article` the title of its English Wikipedia sitelink."""
 
     qid: str
     label: str | None
     sitelinks: int
     coords: list[str] = field(default_factory=lambda: ["Point(2.2945 48.8583)"])
+    description: str | None = None
+    article: str | None = None
 
 
-def row(item: WikidataItem, coord: str | None) -> dict[str, Any]:
-    """One binding as WDQS serialises it (absent OPTIONAL variables are left out)."""
+def row(item: WikidataItem, coord: str | None, *, description: bool = False,
+        article: bool = False) -> dict[str, Any]:
+    """One binding as WDQS serialises it (absent OPTIONAL variables are left out); the
+    description and article only when the query asks for them."""
     label = item.label if item.label is not None else item.qid
     binding: dict[str, Any] = {
         "item": {"type": "uri", "value": f"{ENTITY}{item.qid}"},
@@ -83,6 +90,12 @@ def row(item: WikidataItem, coord: str | None) -> dict[str, Any]:
         del binding["itemLabel"]["xml:lang"]  # the fallback QID carries no language
     if coord is not None:
         binding["coord"] = {"datatype": WKT_LITERAL, "type": "literal", "value": coord}
+    if description and item.description is not None:
+        binding["itemDescription"] = {"xml:lang": "en", "type": "literal",
+                                      "value": item.description}
+    if article and item.article is not None:
+        title = quote(item.article.replace(" ", "_"))
+        binding["article"] = {"type": "uri", "value": f"{WIKIPEDIA_EN}wiki/{title}"}
     return binding
 
 
@@ -122,7 +135,9 @@ def wikidata_handler(cities: dict[str, list[WikidataItem]]) -> Handler:
         items = cities.get(city, [])
         if "ORDER BY DESC(?sitelinks)" in skeleton:  # stable: ties keep the list's order
             items = sorted(items, key=lambda item: -item.sitelinks)
-        rows = [row(item, coord) for item in items
+        described = "?item schema:description ?itemDescription" in skeleton
+        linked = f"schema:isPartOf <{WIKIPEDIA_EN}>" in skeleton
+        rows = [row(item, coord, description=described, article=linked) for item in items
                 for coord in (list[str | None](item.coords) or [None])]
         return results(rows[:int(limit.group(1))])
 

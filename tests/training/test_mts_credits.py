@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from postgres_db import temporary_database
 from sightscan.config import load_settings
 from sightscan.detections import Label
 from sightscan.training.credits import photo_credits, photos_per_class
 from sightscan.training.dataset import Sample, TrainingImage, TrainingSet
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.images import NewImage, add_image
+from sightscan.warehouse.sights import SightInfo, keep_sight_info
 
 
 def png(seed: int) -> bytes:
@@ -23,12 +27,13 @@ def png(seed: int) -> bytes:
     return out.getvalue()
 
 
-def store(warehouse: Warehouse, seed: int, author: str | None, licence: str | None) -> int:
+def store(warehouse: Warehouse, seed: int, author: str | None, licence: str | None,
+          sight: str = "Old Tower") -> int:
     with warehouse.transaction() as session:
         return add_image(session, warehouse.blobs, NewImage(
-            data=png(seed), city="TOWERS", author=author, licence=licence,
+            data=png(seed), city="TOWERS", sight=sight, author=author, licence=licence,
             page_url=f"https://commons.wikimedia.org/wiki/File:{seed}.jpg", origin="crawler",
-            labels=[Label("Old Tower")], label_source="weak")).image_id
+            labels=[Label(sight)], label_source="weak")).image_id
 
 
 def sample(key: str, classes: list[int]) -> Sample:
@@ -60,3 +65,49 @@ def test_each_sight_gets_the_distinct_authors_and_licences_of_its_photos(tmp_pat
     assert sights["New Bridge"]["photos"] == 2 and len(sights["New Bridge"]["credits"]) == 1
     assert "Empty" not in sights
     warehouse.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """A migrated warehouse on SQLite, then on a temporary PostgreSQL database."""
+    if request.param == "sqlite":
+        warehouse = Warehouse.from_settings(load_settings(sightscan_data_dir=tmp_path),
+                                            migrate=True)
+        yield warehouse
+        warehouse.dispose()
+        return
+    with temporary_database() as url:
+        settings = load_settings(sightscan_data_dir=tmp_path,
+                                 database_url=url.render_as_string(hide_password=False))
+        warehouse = Warehouse.from_settings(settings, migrate=True)
+        yield warehouse
+        warehouse.dispose()
+
+
+def test_each_sight_gets_the_description_and_link_its_crawl_found(
+        any_warehouse: Warehouse) -> None:
+    warehouse = any_warehouse
+    # crawled as "Towers Old Tower" and "old_tower": training merged both into "Old Tower"
+    tower = [store(warehouse, 1, "Ada", "CC0", "Towers Old Tower"),
+             store(warehouse, 2, "Ada", "CC0", "old_tower")]
+    bridge = [store(warehouse, 3, "Bob", "CC0", "Pont Neuf"),
+              store(warehouse, 4, "Bob", "CC0", "Pont Neuf")]
+    other = store(warehouse, 5, "Eve", "CC0", "Museum")
+    with warehouse.transaction() as session:
+        keep_sight_info(session, "TOWERS", [
+            SightInfo("Towers Old Tower", None, "https://en.wikipedia.org/wiki/Old_Tower"),
+            SightInfo("old_tower", "a tall old tower", None),
+            SightInfo("Pont Neuf", "oldest bridge across the river", None),
+            SightInfo("Museum", "a museum", "https://museum.example/")])
+        sights = photo_credits(session, {
+            "Old Tower": tower,
+            "New Bridge": [*bridge, other],  # named otherwise by a labeller: most photos' sight
+            "Museum photo": [other],  # not the sight's name, but all its photos were crawled for it
+            "Unknown": [other, *tower],  # no name merges, no sight has most photos
+        })
+    assert (sights["Old Tower"]["description"], sights["Old Tower"]["url"]) == (
+        "a tall old tower", "https://en.wikipedia.org/wiki/Old_Tower")
+    assert sights["New Bridge"]["description"] == "oldest bridge across the river"
+    assert "url" not in sights["New Bridge"]
+    assert sights["Museum photo"]["url"] == "https://museum.example/"
+    assert "description" not in sights["Unknown"] and "url" not in sights["Unknown"]

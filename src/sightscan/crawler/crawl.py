@@ -37,6 +37,7 @@ class CrawlReport:
 
     city: str
     sights: list[str] = field(default_factory=list)
+    discovered: list[Sight] = field(default_factory=list)  # with descriptions and links
     photos_stored: int = 0
     duplicates: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
@@ -79,7 +80,7 @@ def crawl_city(
     sights = discovery.find_sights(city, max_sights)[:max_sights]
     if not sights:
         raise NoSightsFoundError(f"no sights found for {city}")
-    report = CrawlReport(city=city, sights=[s.name for s in sights])
+    report = CrawlReport(city=city, sights=[s.name for s in sights], discovered=list(sights))
     last_error: ExternalServiceError | None = None
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="crawl") as pool:
         pending: set[Future[_Outcome]] = set()

@@ -3,6 +3,8 @@
 The city is matched as an administrative area by name (case-insensitive); attractions,
 museums, viewpoints, monuments, memorials and castles inside it are ranked by a popularity
 proxy: a Wikidata/Wikipedia link first, then the number of `name:*` translations.
+A sight's link is its `wikipedia` article, else its `wikidata` item, else its `website`; its
+description the `description` tag when mapped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from sightscan.crawler.info import short_description, web_url, wikidata_url, wikipedia_url
 from sightscan.crawler.types import Sight
 from sightscan.errors import ExternalServiceError
 from sightscan.http import request_json, retry_options
@@ -118,6 +121,8 @@ def rank_elements(elements: list[dict[str, Any]]) -> list[Sight]:
             _coord(point.get("lon")),
             "osm",
             f"{element.get('type', 'node')}/{element.get('id')}",
+            short_description(tags.get("description")),
+            link(tags),
         )
         score = popularity(tags)
         key = name.casefold()
@@ -125,6 +130,15 @@ def rank_elements(elements: list[dict[str, Any]]) -> list[Sight]:
             best[key] = (score, sight)
     ranked = sorted(best.values(), key=lambda pair: (-pair[0], pair[1].name))
     return [sight for _, sight in ranked]
+
+
+def link(tags: dict[str, Any]) -> str | None:
+    """The page about a sight: its Wikipedia article, Wikidata item or own website."""
+    return (
+        wikipedia_url(tags.get("wikipedia"))
+        or wikidata_url(tags.get("wikidata"))
+        or web_url(tags.get("website") or tags.get("contact:website"))
+    )
 
 
 def _coord(value: Any) -> float | None:

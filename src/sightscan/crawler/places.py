@@ -1,4 +1,8 @@
-"""Sight discovery with the Google Places API (New) Text Search, ranked by rating count."""
+"""Sight discovery with the Google Places API (New) Text Search, ranked by rating count.
+
+The field mask also asks for each place's editorial summary (a sentence on what it is) and
+its Google Maps page, which clients show with a result.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from sightscan.crawler.info import short_description, web_url
 from sightscan.crawler.types import Sight
 from sightscan.errors import ConfigurationError, ExternalServiceError
 from sightscan.http import request_json, retry_options
@@ -13,7 +18,7 @@ from sightscan.http import request_json, retry_options
 DEFAULT_PLACES_URL = "https://places.googleapis.com/v1/places:searchText"
 FIELD_MASK = (
     "places.id,places.displayName,places.location,places.userRatingCount,"
-    "places.rating,nextPageToken"
+    "places.rating,places.editorialSummary,places.googleMapsUri,nextPageToken"
 )
 MAX_PAGE_SIZE = 20  # the API's maximum per page
 MAX_PAGES = 3  # the API returns at most 60 results over pages
@@ -99,6 +104,8 @@ def rank_places(places: list[dict[str, Any]]) -> list[Sight]:
                 _as_float(location.get("longitude")),
                 "places",
                 str(place["id"]) if place.get("id") else None,
+                short_description(_as_dict(place.get("editorialSummary")).get("text")),
+                web_url(place.get("googleMapsUri")),
             )
         )
     return sights

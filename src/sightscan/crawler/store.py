@@ -17,6 +17,7 @@ from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import city_request, find_city
 from sightscan.warehouse.images import NewImage, add_image
 from sightscan.warehouse.marts import refresh_marts
+from sightscan.warehouse.sights import SightInfo, keep_sight_info
 
 
 def warehouse_sink(
@@ -89,6 +90,9 @@ def run_crawl_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
             max_pixels=settings.sightscan_max_image_pixels,
         )
     with warehouse.transaction() as session:
+        keep_sight_info(
+            session, city, (SightInfo(s.name, s.description, s.url) for s in report.discovered)
+        )
         refresh_marts(session)
     counts: dict[str, Any] = {
         "sights": report.sights_found,

@@ -20,6 +20,8 @@ class Sight:
     lon: float | None = None
     source: str = "static"
     source_id: str | None = None
+    description: str | None = None  # what the sight is, in a sentence, when the provider says
+    url: str | None = None  # a page about it (Wikipedia, Wikidata, Google Maps, its website)
 
 
 Fetch = Callable[[int], bytes]

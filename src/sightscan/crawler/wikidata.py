@@ -3,17 +3,21 @@
 One query per city: the city item is matched by its exact English label among human
 settlements (Q486972 and subclasses); tourist attractions and landmarks located in it (P131,
 one or two levels down) are ranked by a popularity proxy, their number of sitelinks
-(Wikipedia and sister-project articles). The answer is W3C SPARQL 1.1 Query Results JSON.
+(Wikipedia and sister-project articles). Each item's English description (schema:description)
+and English Wikipedia article (schema:about ... schema:isPartOf) are asked for too: they tell
+the user what the sight is. The answer is W3C SPARQL 1.1 Query Results JSON.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
+from sightscan.crawler.info import short_description, web_url, wikidata_url
 from sightscan.crawler.types import Sight
 from sightscan.errors import ExternalServiceError
 from sightscan.http import decode_json, request_with_retries, retry_options
@@ -24,6 +28,7 @@ SETTLEMENT = "Q486972"  # human settlement (city, town, ... are subclasses)
 SIGHT_CLASSES = ("Q570116", "Q2319498")  # tourist attraction, landmark
 MAX_CITIES = 3  # items sharing the city's label that are searched at most
 ACCEPT = "application/sparql-results+json"
+WIKIPEDIA = "https://en.wikipedia.org/"  # the sitelink whose article is the sight's link
 
 _ECHAR = {"\\": "\\\\", '"': '\\"', "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t",
           "\b": "\\b", "\f": "\\f"}
@@ -66,7 +71,7 @@ def build_query(city: str, limit: int) -> str:
     classes = " ".join(f"wd:{q}" for q in SIGHT_CLASSES)
     rows = limit * 2 + 20
     return (
-        "SELECT DISTINCT ?item ?itemLabel ?sitelinks ?coord WHERE {\n"
+        "SELECT DISTINCT ?item ?itemLabel ?sitelinks ?coord ?itemDescription ?article WHERE {\n"
         "  {\n"
         "    SELECT DISTINCT ?city WHERE {\n"
         f"      ?city rdfs:label {sparql_string(city)}@en .\n"
@@ -78,6 +83,9 @@ def build_query(city: str, limit: int) -> str:
         "  ?item wdt:P31/wdt:P279* ?kind .\n"
         "  ?item wikibase:sitelinks ?sitelinks .\n"
         "  OPTIONAL { ?item wdt:P625 ?coord . }\n"
+        "  OPTIONAL { ?item schema:description ?itemDescription .\n"
+        '             FILTER(LANG(?itemDescription) = "en") }\n'
+        f"  OPTIONAL {{ ?article schema:about ?item ; schema:isPartOf <{WIKIPEDIA}> . }}\n"
         '  SERVICE wikibase:label { bd:serviceParam wikibase:language "en" . }\n'
         "}\n"
         "ORDER BY DESC(?sitelinks) ?itemLabel\n"
@@ -136,13 +144,20 @@ def rank_bindings(bindings: list[dict[str, Any]]) -> list[Sight]:
             continue
         score = _sitelinks(_value(row, "sitelinks"))
         lat, lon = parse_point(_value(row, "coord"))
+        description = short_description(_value(row, "itemDescription"))
+        url = web_url(_value(row, "article"))
         known = items.get(qid)
         if known is None:
-            items[qid] = (score, Sight(name, lat, lon, "wikidata", qid))
+            sight = Sight(name, lat, lon, "wikidata", qid, description, url or wikidata_url(qid))
+            items[qid] = (score, sight)
             continue
-        sight = known[1]  # first row's label wins; first valid coordinates win
+        sight = known[1]  # first row's label wins; first valid coordinates, text and article
         if sight.lat is None and lat is not None:
-            sight = Sight(sight.name, lat, lon, "wikidata", qid)
+            sight = replace(sight, lat=lat, lon=lon)
+        if sight.description is None and description is not None:
+            sight = replace(sight, description=description)
+        if url is not None and sight.url == wikidata_url(qid):
+            sight = replace(sight, url=url)
         items[qid] = (max(known[0], score), sight)
     ranked = sorted(
         items.values(), key=lambda pair: (-pair[0], pair[1].name, pair[1].source_id or "")

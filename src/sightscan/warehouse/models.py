@@ -70,6 +70,9 @@ class Sight(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     city_id: Mapped[int] = mapped_column(ForeignKey("dim_city.id"))
     name: Mapped[str] = mapped_column(String(200))
+    # what the sight is, from discovery (Wikidata, Places, OSM): shown with a result
+    description: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(String(2000))
 
 
 class ImageRow(Base):
