@@ -95,6 +95,10 @@ def _cell(values: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def _boxed(name: str, values: list[float]) -> str:
+    return _cell(values) if name != "berlin" else "n/a (no boxes)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
@@ -127,8 +131,9 @@ def main() -> int:
           f"seeds {args.seeds} (mean ± spread = standard deviation over seeds)")
     rows = [
         ("train / held-out sight / no-sight photos", lambda n: counts[n]),
-        ("mAP@0.5 (held-out, gated)", lambda n: _cell([r.map50 for r in results[n]])),
-        ("mAP@0.5:0.95 (held-out, gated)", lambda n: _cell([r.map50_95 for r in results[n]])),
+        ("mAP@0.5 (held-out, gated)", lambda n: _boxed(n, [r.map50 for r in results[n]])),
+        ("mAP@0.5:0.95 (held-out, gated)",
+         lambda n: _boxed(n, [r.map50_95 for r in results[n]])),
         ("top-1 gated (ungated)", lambda n: f"{_cell([r.top1 for r in results[n]])} "
                                             f"({_cell([r.top1_ungated for r in results[n]])})"),
         ("no-sight photos left clean, gated (ungated)",
