@@ -54,6 +54,8 @@ HONOURED = [
     ("AWS_DEFAULT_REGION", "eu-central-1", "aws_default_region", "eu-central-1"),
     ("AWS_ENDPOINT_URL", "http://minio:9000", "aws_endpoint_url", "http://minio:9000"),
     ("SIGHTSCAN_BLOB_URL", "s3://bucket/blobs", "blob_url", "s3://bucket/blobs"),
+    ("SIGHTSCAN_NEGATIVES_DIR", "/srv/everyday", "sightscan_negatives_dir",
+     Path("/srv/everyday")),
 ]
 
 

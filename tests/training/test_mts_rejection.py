@@ -4,10 +4,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from mts_scenes import make_everyday, make_scenes
 from mts_synthetic import SHAPES, make_images
 
 from sightscan.errors import TrainingError
 from sightscan.inference import Detector
+from sightscan.training import TrainConfig, assemble_training_set, train_detector
 from sightscan.training.export import (
     REJECTION_INITIALIZER,
     base_metadata,
@@ -87,3 +89,25 @@ def test_a_closed_gate_names_nothing_and_an_open_gate_changes_nothing(trained):
     opened = Detector.from_bytes(set_rejection_threshold(trained.onnx, DISABLED))
     assert all(not dets for dets in closed.detect_many(photos, 0.001))
     assert any(opened.detect_many(photos))
+
+
+@pytest.mark.slow
+def test_a_city_of_photo_folders_alone_names_no_sight_in_everyday_photos():
+    # No boxes and no negatives (a city alone in its warehouse with photo folders): the
+    # detector alone names most everyday photos; the gate must refuse them and keep the
+    # held-out photos of the sights.
+    training_set = assemble_training_set(make_scenes(14, seed=0), city=None,
+                                         min_images_per_label=5, decode_size=64)
+    config = TrainConfig(epochs=10, image_size=64, batch_size=8, lr=3e-3, threads=1,
+                         frozen_blocks=3, seed=0)
+    model = train_detector(training_set, config).onnx
+    gated = Detector.from_bytes(model)
+    ungated = Detector.from_bytes(set_rejection_threshold(model, DISABLED))
+    photos = make_everyday(12, seed=1)
+    assert sum(map(bool, ungated.detect_many(photos))) >= 8
+    assert sum(map(bool, gated.detect_many(photos))) <= 4
+    held_out = make_scenes(6, seed=9)
+    answers = gated.detect_many([im.load() for im in held_out])
+    right = sum(bool(a) and a[0].label == im.labels[0].name
+                for a, im in zip(answers, held_out, strict=True))
+    assert right >= 15  # of 18
