@@ -25,6 +25,7 @@ def test_decoding_reports_every_photo_as_it_goes() -> None:
 @pytest.mark.slow
 def test_the_train_stage_beats_its_phase_before_the_first_epoch(tmp_path: Path) -> None:
     pytest.importorskip("torch")
+    from sightscan.pipeline import StageRun
     from sightscan.training.service import run_train_stage
 
     settings = load_settings(sightscan_data_dir=tmp_path / "data", mts_epochs=1,
@@ -35,7 +36,8 @@ def test_the_train_stage_beats_its_phase_before_the_first_epoch(tmp_path: Path) 
     with warehouse.transaction() as session:
         add_images(session, warehouse.blobs, items)
     beats: list[dict[str, Any]] = []
-    counts = run_train_stage(warehouse, "Testville", {}, lambda c: beats.append(dict(c or {})))
+    run = StageRun("Testville", beat=lambda c: beats.append(dict(c or {})))
+    counts = run_train_stage(warehouse, run).counts
     phases = [beat["phase"] for beat in beats]
     assert phases[0] == "loading photos"
     assert phases.index("decoding photos") < phases.index("training")
