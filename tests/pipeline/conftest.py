@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,6 +44,8 @@ FAST_PIPELINE_ENV = {
     "DATA_MART_ENABLE_MODEL_TRAINING_EVERY_SECONDS": "2",
     "SIGHTSCAN_RATE_LIMIT_PER_MINUTE": "10000",
     "SIGHTSCAN_LOG_LEVEL": "INFO",
+    # Operators' photo folders are the tests' temporary folders (pytest's tmp_path).
+    "SIGHTSCAN_PHOTO_ROOT": tempfile.gettempdir(),
 }
 
 
