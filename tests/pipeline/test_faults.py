@@ -260,7 +260,7 @@ def test_a_database_restart_during_an_upload_burst_loses_no_acknowledged_upload(
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:
                 try:
-                    response = client.post(f"{api.url}/api/cities/Testville/image",
+                    response = client.post(f"{api.url}/api/cities/Berlin/image",
                                            files={"image": (f"{number}.png", photos[number],
                                                             "image/png")})
                 except httpx.TransportError:
