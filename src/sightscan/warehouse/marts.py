@@ -25,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sightscan.warehouse._sql import rowcount, upsert_insert
 from sightscan.warehouse.images import image_facts
@@ -53,7 +53,9 @@ class RefreshReport:
     cities_with_new_model: int
 
 
-def _among(session: Session, column: Any, ids: list[int]) -> ColumnElement[bool]:
+def _among(
+    session: Session, column: InstrumentedAttribute[int], ids: list[int]
+) -> ColumnElement[bool]:
     """`column IN ids`; one array parameter on PostgreSQL instead of thousands of them."""
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(BigInteger)))
