@@ -19,7 +19,7 @@ from sightscan.config import load_settings
 from sightscan.detections import Label
 from sightscan.labelling.remote import RemoteLabelling
 from sightscan.pipeline import Stage, city_to_label, needs_training, ready_to_train, record_job
-from sightscan.refresher import PassStep, Refresher
+from sightscan.refresher import PassStep, Refresher, StepResult
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import get_or_create_city
 from sightscan.warehouse.images import NewImage, add_image
@@ -233,9 +233,11 @@ def test_the_first_pass_runs_every_duty_training_first(intervals: Warehouse) -> 
     assert list(done) == ["refreshed_changes", "requeued_jobs", "train", "label"]
     assert done["requeued_jobs"] == []
     assert scheduler.requeue_calls == [45]
-    [(train_city, train_job)] = done["train"]  # type: ignore[misc]
+    train, label = done["train"], done["label"]
+    assert isinstance(train, list) and isinstance(label, tuple)
+    [(train_city, train_job)] = train
     assert train_city == "TESTVILLE" and train_job is not None
-    label_city, label_job = done["label"]  # type: ignore[misc]
+    label_city, label_job = label
     assert label_city == "TESTVILLE" and label_job is not None
     assert scheduler.submitted == [("train", "TESTVILLE", {}),
                                    ("label", "TESTVILLE", {"mode": "new"})]
@@ -256,9 +258,10 @@ def test_training_waits_until_the_labelling_of_the_city_has_finished(
 
     with intervals.transaction() as session:
         assert finish_job(session, label_job)
-    done = refresher.run_once(now=1600.0)
+    train = refresher.run_once(now=1600.0)["train"]
 
-    [(train_city, train_job)] = done["train"]  # type: ignore[misc]
+    assert isinstance(train, list)
+    [(train_city, train_job)] = train
     assert train_city == "TESTVILLE" and train_job is not None
     assert [stage for stage, _, _ in scheduler.submitted].count(Stage.TRAIN) == 1
 
@@ -267,8 +270,11 @@ def test_each_step_waits_for_its_own_interval(intervals: Warehouse) -> None:
     calls: list[str] = []
 
     def step(name: str) -> PassStep:
-        return PassStep(name, lambda s: {"a": 60, "b": 120}[name],
-                        lambda _r: calls.append(name) or {name: True})
+        def run(_: Refresher) -> StepResult:
+            calls.append(name)
+            return {name: True}
+
+        return PassStep(name, lambda s: {"a": 60, "b": 120}[name], run)
 
     refresher = Refresher(intervals.settings, intervals, RecordingScheduler(intervals),
                           steps=[step("a"), step("b")])
