@@ -42,6 +42,9 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 QUIET_LIBRARIES = ("alembic", "httpx", "httpcore")
+# The API's bind address, for `api` and `up` alike.
+HostOption = Annotated[str, typer.Option(help="Interface to bind.")]
+PortOption = Annotated[int, typer.Option(help="TCP port.")]
 
 
 def handle_errors(func: F) -> F:
@@ -119,8 +122,8 @@ def config_ssm_env(
 @app.command()
 @handle_errors
 def api(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
 ) -> None:
     """Run the public REST API (migrates the warehouse first)."""
     import uvicorn
@@ -455,8 +458,8 @@ def refresher() -> None:
 @app.command()
 @handle_errors
 def up(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
 ) -> None:
     """Run API, workers and refresher together on the embedded defaults."""
     from sightscan.processes import run_all
