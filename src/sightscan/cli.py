@@ -20,6 +20,7 @@ from rich.table import Table
 
 from sightscan.config import Settings, get_settings
 from sightscan.errors import SightScanError
+from sightscan.progress import show_progress
 
 if TYPE_CHECKING:
     from sightscan.inference import Detector
@@ -211,7 +212,7 @@ def _phase_display() -> Iterator[Callable[[str, int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   console=console)
+                   console=console, disable=not show_progress())
     task: list[Any] = []
 
     def show(phase: str, done: int, total: int) -> None:
