@@ -19,7 +19,7 @@ from sightscan.config import load_settings
 from sightscan.detections import Label
 from sightscan.labelling.remote import RemoteLabelling
 from sightscan.pipeline import Stage, city_to_label, needs_training, ready_to_train, record_job
-from sightscan.refresher import PassStep, Refresher, StepResult
+from sightscan.refresher import PassStep, Refresher, StepResult, describe_pass
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import get_or_create_city
 from sightscan.warehouse.images import NewImage, add_image
@@ -344,3 +344,27 @@ def test_the_remote_labelling_client_is_opened_once_and_closed_with_the_refreshe
     refresher.run_forever(stop)
 
     assert remote._client.is_closed
+
+
+# ---------------------------------------------------------------- the periodic log line
+def test_a_training_already_running_is_said_in_words() -> None:
+    line = describe_pass({"train": [("BERLIN", None)]})
+    assert line == (
+        "training of BERLIN is already queued or running (enough labelled photos)"
+    )
+    assert "{" not in line and "None" not in line
+
+
+def test_every_duty_of_a_pass_is_described() -> None:
+    line = describe_pass({"refreshed_changes": 12, "requeued_jobs": [4, 7],
+                          "label": ("KÖLN", 9), "train": [("ROME", 10)]})
+    assert line.split("; ") == [
+        "data marts refreshed with 12 new arrival(s)",
+        "job(s) 4, 7 queued again (worker stopped or message lost)",
+        "labelling of KÖLN queued as job 9",
+        "training of ROME queued as job 10 (enough labelled photos)",
+    ]
+
+
+def test_an_idle_pass_says_so() -> None:
+    assert describe_pass({"refreshed_changes": 0, "requeued_jobs": []}) == "nothing to do"
