@@ -37,13 +37,11 @@ from sightscan.warehouse.models import (
     Base,
     City,
     FactSight,
-    ImageRow,
     LabelRow,
     LoadChange,
     MartCityModel,
     MartTrainingImage,
     ModelRow,
-    Sight,
     utcnow,
 )
 
@@ -103,25 +101,17 @@ def _pg_refresh_images(ids: ColumnElement[Any]) -> Executable:
         .cte("label_lists")
     )
     rows = (
-        select(
-            FactSight.image_id,
-            FactSight.city_id,
-            Sight.name,
-            ImageRow.blob_key,
-            FactSight.width,
-            FactSight.height,
+        image_facts()
+        .add_columns(
             func.coalesce(label_lists.c.labels, func.json_build_array()),
             label_lists.c.labels.is_not(None),
-            FactSight.created_at,
         )
-        .join(ImageRow, ImageRow.id == FactSight.image_id)
-        .outerjoin(Sight, Sight.id == FactSight.sight_id)
         .outerjoin(label_lists, label_lists.c.image_id == FactSight.image_id)
         .where(FactSight.image_id == ids)
     )
     mart = MartTrainingImage
     columns = [mart.image_id, mart.city_id, mart.sight, mart.blob_key, mart.width, mart.height,
-               mart.labels, mart.labelled, mart.created_at]
+               mart.created_at, mart.labels, mart.labelled]  # in the order of `rows`
     # SQLAlchemy keeps an INSERT's row count only when asked to.
     return insert(mart).from_select(columns, rows).execution_options(preserve_rowcount=True)
 
