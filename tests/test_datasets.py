@@ -71,7 +71,9 @@ def yolo_tree(root: Path, names_file: tuple[str, str]) -> Path:
      ("classes.txt", "Brandenburger_Tor\nReichstag\n\n")],
     ids=["yaml-inline-list", "yaml-mapping", "yaml-list", "classes-txt"],
 )
-def test_yolo_dataset_reads_boxes_from_split_folders(tmp_path: Path, names_file) -> None:
+def test_yolo_dataset_reads_boxes_from_split_folders(
+    tmp_path: Path, names_file: tuple[str, str]
+) -> None:
     items = {item.path.name: item for item in read_yolo_dataset(yolo_tree(tmp_path, names_file))}
     assert set(items) == {"one.jpg", "two.jpg", "three.jpg", "four.jpg"}
     one = items["one.jpg"].labels

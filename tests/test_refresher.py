@@ -19,7 +19,7 @@ from sightscan.config import load_settings
 from sightscan.detections import Label
 from sightscan.labelling.remote import RemoteLabelling
 from sightscan.pipeline import Stage, city_to_label, needs_training, ready_to_train, record_job
-from sightscan.refresher import PassStep, Refresher
+from sightscan.refresher import PassStep, Refresher, StepResult, describe_pass
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import get_or_create_city
 from sightscan.warehouse.images import NewImage, add_image
@@ -233,9 +233,11 @@ def test_the_first_pass_runs_every_duty_training_first(intervals: Warehouse) -> 
     assert list(done) == ["refreshed_changes", "requeued_jobs", "train", "label"]
     assert done["requeued_jobs"] == []
     assert scheduler.requeue_calls == [45]
-    [(train_city, train_job)] = done["train"]  # type: ignore[misc]
+    train, label = done["train"], done["label"]
+    assert isinstance(train, list) and isinstance(label, tuple)
+    [(train_city, train_job)] = train
     assert train_city == "TESTVILLE" and train_job is not None
-    label_city, label_job = done["label"]  # type: ignore[misc]
+    label_city, label_job = label
     assert label_city == "TESTVILLE" and label_job is not None
     assert scheduler.submitted == [("train", "TESTVILLE", {}),
                                    ("label", "TESTVILLE", {"mode": "new"})]
@@ -256,9 +258,10 @@ def test_training_waits_until_the_labelling_of_the_city_has_finished(
 
     with intervals.transaction() as session:
         assert finish_job(session, label_job)
-    done = refresher.run_once(now=1600.0)
+    train = refresher.run_once(now=1600.0)["train"]
 
-    [(train_city, train_job)] = done["train"]  # type: ignore[misc]
+    assert isinstance(train, list)
+    [(train_city, train_job)] = train
     assert train_city == "TESTVILLE" and train_job is not None
     assert [stage for stage, _, _ in scheduler.submitted].count(Stage.TRAIN) == 1
 
@@ -267,8 +270,11 @@ def test_each_step_waits_for_its_own_interval(intervals: Warehouse) -> None:
     calls: list[str] = []
 
     def step(name: str) -> PassStep:
-        return PassStep(name, lambda s: {"a": 60, "b": 120}[name],
-                        lambda _r: calls.append(name) or {name: True})
+        def run(_: Refresher) -> StepResult:
+            calls.append(name)
+            return {name: True}
+
+        return PassStep(name, lambda s: {"a": 60, "b": 120}[name], run)
 
     refresher = Refresher(intervals.settings, intervals, RecordingScheduler(intervals),
                           steps=[step("a"), step("b")])
@@ -338,3 +344,27 @@ def test_the_remote_labelling_client_is_opened_once_and_closed_with_the_refreshe
     refresher.run_forever(stop)
 
     assert remote._client.is_closed
+
+
+# ---------------------------------------------------------------- the periodic log line
+def test_a_training_already_running_is_said_in_words() -> None:
+    line = describe_pass({"train": [("BERLIN", None)]})
+    assert line == (
+        "training of BERLIN is already queued or running (enough labelled photos)"
+    )
+    assert "{" not in line and "None" not in line
+
+
+def test_every_duty_of_a_pass_is_described() -> None:
+    line = describe_pass({"refreshed_changes": 12, "requeued_jobs": [4, 7],
+                          "label": ("KÖLN", 9), "train": [("ROME", 10)]})
+    assert line.split("; ") == [
+        "data marts refreshed with 12 new arrival(s)",
+        "job(s) 4, 7 queued again (worker stopped or message lost)",
+        "labelling of KÖLN queued as job 9",
+        "training of ROME queued as job 10 (enough labelled photos)",
+    ]
+
+
+def test_an_idle_pass_says_so() -> None:
+    assert describe_pass({"refreshed_changes": 0, "requeued_jobs": []}) == "nothing to do"

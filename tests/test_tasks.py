@@ -109,7 +109,7 @@ def run_retries(scheduler: HueyScheduler, limit: int = 10) -> int:
 
 # ---------------------------------------------------------------- submit
 def test_submit_records_a_queued_job_and_one_message(scheduler: HueyScheduler) -> None:
-    job_id = scheduler.submit("crawl", "Testville")
+    job_id = scheduler.submit(Stage.CRAWL, "Testville")
 
     assert job_id is not None
     queued = job(scheduler, job_id)
@@ -121,15 +121,15 @@ def test_submit_records_a_queued_job_and_one_message(scheduler: HueyScheduler) -
 def test_a_second_submit_for_the_same_city_and_stage_returns_none(
     scheduler: HueyScheduler,
 ) -> None:
-    job_id = scheduler.submit("crawl", "Testville")
+    job_id = scheduler.submit(Stage.CRAWL, "Testville")
 
-    assert scheduler.submit("crawl", "testville") is None
+    assert scheduler.submit(Stage.CRAWL, "testville") is None
     assert [j.id for j in jobs(scheduler)] == [job_id]
     assert messages(scheduler) == [("sightscan.crawl", job_id)]
 
 
 def test_training_goes_to_the_training_queue(scheduler: HueyScheduler) -> None:
-    job_id = scheduler.submit("train", "Testville")
+    job_id = scheduler.submit(Stage.TRAIN, "Testville")
 
     assert len(scheduler.queues.main.pending()) == 0
     assert [t.args[0] for t in scheduler.queues.training.pending()] == [job_id]
@@ -141,7 +141,7 @@ def test_a_job_runs_once_even_when_its_message_is_delivered_twice(
 ) -> None:
     folder = write_photo_folder(tmp_path / "photos", per_sight=2, size=64)
     request(scheduler, "Testville", photo_folder=str(folder))
-    job_id = scheduler.submit("crawl", "Testville")
+    job_id = scheduler.submit(Stage.CRAWL, "Testville")
     assert job_id is not None
     message = take(scheduler)
 
@@ -168,7 +168,7 @@ def test_a_transient_failure_queues_the_job_again_then_fails_it_after_the_last_r
     scheduler = make_scheduler(sightscan_discovery="osm", sightscan_photo_source="commons",
                                sightscan_overpass_url=fake_server.url + INTERPRETER_PATH,
                                sightscan_commons_url=fake_server.url + "/w/api.php")
-    job_id = scheduler.submit("crawl", "Testville")
+    job_id = scheduler.submit(Stage.CRAWL, "Testville")
     assert job_id is not None
 
     execute(scheduler, take(scheduler))
@@ -197,7 +197,7 @@ def test_a_sightscan_error_fails_the_job_at_once_and_queues_nothing_after_it(
     scheduler = make_scheduler(sightscan_photo_source="commons",
                                sightscan_commons_url=fake_server.url + "/w/api.php")
     request(scheduler, "Testville", sights=[])  # static discovery with no sights
-    job_id = scheduler.submit("crawl", "Testville")
+    job_id = scheduler.submit(Stage.CRAWL, "Testville")
     assert job_id is not None
 
     execute(scheduler, take(scheduler))
@@ -212,7 +212,7 @@ def test_a_sightscan_error_fails_the_job_at_once_and_queues_nothing_after_it(
 
 # ---------------------------------------------------------------- lost jobs
 def test_a_running_job_with_an_old_heartbeat_is_queued_again(scheduler: HueyScheduler) -> None:
-    job_id = scheduler.submit("crawl", "Testville")
+    job_id = scheduler.submit(Stage.CRAWL, "Testville")
     assert job_id is not None
     take(scheduler)  # a worker took the message ...
     with scheduler.queues.warehouse.transaction() as session:
@@ -228,7 +228,7 @@ def test_a_running_job_with_an_old_heartbeat_is_queued_again(scheduler: HueySche
 
 
 def test_a_queued_job_whose_message_is_gone_is_queued_again(scheduler: HueyScheduler) -> None:
-    job_id = scheduler.submit("train", "Testville")
+    job_id = scheduler.submit(Stage.TRAIN, "Testville")
     assert job_id is not None
     take(scheduler, "training")  # the message is lost (a worker took it and was killed)
     age_job(scheduler, job_id, 60, created_at=True)
@@ -240,8 +240,8 @@ def test_a_queued_job_whose_message_is_gone_is_queued_again(scheduler: HueySched
 
 
 def test_live_and_waiting_jobs_are_left_alone(scheduler: HueyScheduler) -> None:
-    waiting = scheduler.submit("crawl", "Waitville")  # message still in the queue
-    running = scheduler.submit("train", "Runville")
+    waiting = scheduler.submit(Stage.CRAWL, "Waitville")  # message still in the queue
+    running = scheduler.submit(Stage.TRAIN, "Runville")
     assert waiting is not None and running is not None
     take(scheduler, "training")
     with scheduler.queues.warehouse.transaction() as session:

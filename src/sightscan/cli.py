@@ -20,6 +20,7 @@ from rich.table import Table
 
 from sightscan.config import Settings, get_settings
 from sightscan.errors import SightScanError
+from sightscan.progress import show_progress
 
 if TYPE_CHECKING:
     from sightscan.inference import Detector
@@ -42,6 +43,9 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 QUIET_LIBRARIES = ("alembic", "httpx", "httpcore")
+# The API's bind address, for `api` and `up` alike.
+HostOption = Annotated[str, typer.Option(help="Interface to bind.")]
+PortOption = Annotated[int, typer.Option(help="TCP port.")]
 
 
 def handle_errors(func: F) -> F:
@@ -119,8 +123,8 @@ def config_ssm_env(
 @app.command()
 @handle_errors
 def api(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
 ) -> None:
     """Run the public REST API (migrates the warehouse first)."""
     import uvicorn
@@ -208,7 +212,7 @@ def _phase_display() -> Iterator[Callable[[str, int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   console=console)
+                   console=console, disable=not show_progress())
     task: list[Any] = []
 
     def show(phase: str, done: int, total: int) -> None:
@@ -455,8 +459,8 @@ def refresher() -> None:
 @app.command()
 @handle_errors
 def up(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
 ) -> None:
     """Run API, workers and refresher together on the embedded defaults."""
     from sightscan.processes import run_all

@@ -22,6 +22,7 @@ from sightscan.cities import normalise_city
 from sightscan.datasets import DatasetItem, LabelProblem, read_dataset
 from sightscan.errors import InvalidImageError
 from sightscan.images import ImageInfo, inspect_image, read_photo
+from sightscan.progress import show_progress
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.images import NewImage, add_images
 from sightscan.warehouse.marts import refresh_marts
@@ -127,7 +128,7 @@ def import_dataset(
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        disable=not progress,
+        disable=not show_progress(progress),
     ) as bar:
         task = bar.add_task(city, total=len(items))
         for checked in _checked_batches(items, lambda item: _check(item, city, max_pixels)):

@@ -39,7 +39,7 @@ CHILD_STOP_SECONDS = WORKER_SHUTDOWN_SECONDS + 15  # deployments: stop timeout >
 PR_SET_PDEATHSIG = 1
 
 
-class _Consumer(Consumer):
+class _Consumer(Consumer):  # type: ignore[misc]  # huey ships no type hints
     """Huey's consumer with every stop signal graceful (and SIGHUP a stop, not a restart).
 
     Graceful: the running task sees the stop flag and ends within seconds, so its job is

@@ -44,7 +44,8 @@ def model_bytes() -> bytes:
     training_set = assemble_training_set(images, city=None, min_images_per_label=4,
                                          decode_size=64, group_duplicates=False)
     config = TrainConfig(epochs=8, image_size=64, batch_size=8, lr=3e-3, threads=1, frozen_blocks=3)
-    return train_detector(training_set, config).onnx
+    model: bytes = train_detector(training_set, config).onnx
+    return model
 
 
 def test_detect_answers_what_the_offline_detector_finds(

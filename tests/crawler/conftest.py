@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypedDict
 
 import httpx
 import pytest
@@ -18,7 +19,14 @@ def client() -> Iterator[httpx.Client]:
         yield http_client
 
 
+class Backoff(TypedDict):
+    """Retry delays for `request_with_retries` / `request_json`."""
+
+    backoff: float
+    max_backoff: float
+
+
 @pytest.fixture
-def fast() -> dict[str, float]:
+def fast() -> Backoff:
     """Retry settings that keep tests fast."""
     return {"backoff": 0.001, "max_backoff": 0.01}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -37,7 +39,7 @@ def test_a_streamed_oversized_photo_stops_past_the_cap(fake_server: FakeServer,
                                                        client: httpx.Client) -> None:
     sent: list[int] = []
 
-    def fifty_megabytes():  # type: ignore[no-untyped-def]
+    def fifty_megabytes() -> Iterator[bytes]:
         for _ in range(50):
             sent.append(1)
             yield b"\xff" * 1_000_000

@@ -17,6 +17,8 @@ from sightscan.http import (
     retry_after_seconds,
 )
 
+from .conftest import Backoff
+
 
 def test_client_sends_the_sightscan_user_agent(fake_server: FakeServer,
                                                 client: httpx.Client) -> None:
@@ -27,7 +29,7 @@ def test_client_sends_the_sightscan_user_agent(fake_server: FakeServer,
 
 
 def test_a_server_error_is_retried_until_success(fake_server: FakeServer, client: httpx.Client,
-                                                 fast: dict[str, float]) -> None:
+                                                 fast: Backoff) -> None:
     fake_server.route("GET", "/x", [Reply(500, "oops"), Reply(502), Reply(200, {"ok": 1})])
     assert request_json(client, "GET", f"{fake_server.url}/x", **fast) == {"ok": 1}
     assert len(fake_server.requests) == 3
@@ -52,7 +54,7 @@ def test_retry_after_is_capped_by_max_backoff(fake_server: FakeServer,
 
 
 def test_persistent_failure_raises_a_one_line_error_after_the_last_try(
-        fake_server: FakeServer, client: httpx.Client, fast: dict[str, float]) -> None:
+        fake_server: FakeServer, client: httpx.Client, fast: Backoff) -> None:
     fake_server.route("GET", "/x", Reply(503, {"error": {"message": "back\nend down"}}))
     with pytest.raises(ExternalServiceError, match="after 3 attempts: HTTP 503: back end down"):
         request_with_retries(client, "GET", f"{fake_server.url}/x", retries=2, **fast)
@@ -67,7 +69,7 @@ def test_a_client_error_is_not_retried(fake_server: FakeServer, client: httpx.Cl
 
 
 def test_timeouts_are_retried_then_reported(fake_server: FakeServer,
-                                            fast: dict[str, float]) -> None:
+                                            fast: Backoff) -> None:
     fake_server.route("GET", "/slow", [Reply(200, {}, delay=0.5), Reply(200, {"ok": 1})])
     with make_client(timeout=0.1) as short:
         assert request_json(short, "GET", f"{fake_server.url}/slow", **fast) == {"ok": 1}
@@ -77,7 +79,7 @@ def test_timeouts_are_retried_then_reported(fake_server: FakeServer,
 
 
 def test_a_refused_connection_is_an_external_service_error(client: httpx.Client,
-                                                           fast: dict[str, float]) -> None:
+                                                           fast: Backoff) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

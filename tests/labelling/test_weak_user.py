@@ -20,15 +20,16 @@ ITEM = LabellingItem(IMAGE, 32, 24, "Brandenburg Gate", "BERLIN")
 BOX = Box(0.1, 0.2, 0.5, 0.9)
 
 
-def detector(*detections: Detection):  # type: ignore[no-untyped-def]
-    seen: list[bytes] = []
+class RecordingDetector:
+    """A fixed-answer detector that records the photos it was given."""
 
-    def detect(data: bytes) -> list[Detection]:
-        seen.append(data)
-        return list(detections)
+    def __init__(self, *detections: Detection) -> None:
+        self.detections = list(detections)
+        self.seen: list[bytes] = []
 
-    detect.seen = seen  # type: ignore[attr-defined]
-    return detect
+    def __call__(self, data: bytes) -> list[Detection]:
+        self.seen.append(data)
+        return list(self.detections)
 
 
 def test_without_a_model_the_weak_label_is_the_sight_without_a_box() -> None:
@@ -41,15 +42,16 @@ def test_a_photo_without_a_sight_hint_gets_no_weak_label() -> None:
 
 
 def test_the_model_boxes_the_sight_when_it_finds_it() -> None:
-    detect = detector(Detection("Reichstag", 0.9, Box(0, 0, 1, 1)),
-                      Detection("brandenburg_gate", 0.6, BOX),
-                      Detection("Brandenburg Gate", 0.4, Box(0, 0, 0.2, 0.2)))
+    detect = RecordingDetector(Detection("Reichstag", 0.9, Box(0, 0, 1, 1)),
+                               Detection("brandenburg_gate", 0.6, BOX),
+                               Detection("Brandenburg Gate", 0.4, Box(0, 0, 0.2, 0.2)))
     assert WeakLabeller(detect).label(ITEM) == [Label("Brandenburg Gate", BOX)]
-    assert detect.seen == [IMAGE]  # type: ignore[attr-defined]
+    assert detect.seen == [IMAGE]
 
 
 def test_no_box_when_the_model_finds_only_other_sights_or_weak_ones() -> None:
-    detect = detector(Detection("Reichstag", 0.9, BOX), Detection("Brandenburg Gate", 0.1, BOX))
+    detect = RecordingDetector(Detection("Reichstag", 0.9, BOX),
+                               Detection("Brandenburg Gate", 0.1, BOX))
     assert WeakLabeller(detect).label(ITEM) == [Label("Brandenburg Gate")]
 
 

@@ -10,6 +10,7 @@ publishes exactly one version 1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,13 +59,13 @@ def test_a_train_job_survives_a_killed_training_worker(
                          json={"photo_folder": str(photo_folder)})
     assert response.status_code == 200, response.text
 
-    def train_job() -> dict[str, object] | None:
+    def train_job() -> dict[str, Any] | None:
         jobs = [job for job in api.jobs("TESTVILLE") if job["stage"] == "train"]
         failed = [job for job in api.jobs("TESTVILLE") if job["state"] == "failed"]
         assert not failed, f"{failed}\n{processes.logs()}"
         return jobs[0] if jobs else None
 
-    def training_in_progress() -> dict[str, object] | None:
+    def training_in_progress() -> dict[str, Any] | None:
         # The stage reports its epoch in the job's counts once the training loop runs.
         job = train_job()
         if job is not None and job["state"] == "running" and "epoch" in job["counts"]:

@@ -31,6 +31,8 @@ from sightscan.warehouse.models import (
     Sight,
 )
 
+MakeJpeg = Callable[[int], bytes]  # the `make_jpeg` fixture
+
 
 def row_count(warehouse: Warehouse, model: type) -> int:
     with warehouse.transaction() as session:
@@ -42,7 +44,9 @@ def blob_count(warehouse: Warehouse) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))
 
 
-def test_add_image_stores_row_fact_blob_and_load_change(warehouse: Warehouse, make_jpeg) -> None:
+def test_add_image_stores_row_fact_blob_and_load_change(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     data = make_jpeg(1)
     with warehouse.transaction() as session:
         added = add_image(session, warehouse.blobs, NewImage(data, "Bonn", sight="Beethoven House",
@@ -62,7 +66,7 @@ def test_add_image_stores_row_fact_blob_and_load_change(warehouse: Warehouse, ma
 
 
 def test_add_images_batch_returns_one_result_per_item_in_order(
-    warehouse: Warehouse, make_jpeg
+    warehouse: Warehouse, make_jpeg: MakeJpeg
 ) -> None:
     items = [NewImage(make_jpeg(i), "Köln", sight=f"Sight {i % 3}") for i in range(12)]
     with warehouse.transaction() as session:
@@ -75,7 +79,7 @@ def test_add_images_batch_returns_one_result_per_item_in_order(
     assert blob_count(warehouse) == 12
 
 
-def test_same_content_is_stored_once(warehouse: Warehouse, make_jpeg) -> None:
+def test_same_content_is_stored_once(warehouse: Warehouse, make_jpeg: MakeJpeg) -> None:
     data = make_jpeg(7)
     with warehouse.transaction() as session:
         first = add_image(session, warehouse.blobs, NewImage(data, "Bonn", source_url="https://a/1.jpg"))
@@ -88,7 +92,7 @@ def test_same_content_is_stored_once(warehouse: Warehouse, make_jpeg) -> None:
     assert blob_count(warehouse) == 1
 
 
-def test_same_source_url_is_stored_once(warehouse: Warehouse, make_jpeg) -> None:
+def test_same_source_url_is_stored_once(warehouse: Warehouse, make_jpeg: MakeJpeg) -> None:
     url = "https://upload.example.org/photo.jpg"
     with warehouse.transaction() as session:
         first = add_image(session, warehouse.blobs, NewImage(make_jpeg(1), "Bonn", source_url=url))
@@ -99,7 +103,9 @@ def test_same_source_url_is_stored_once(warehouse: Warehouse, make_jpeg) -> None
     assert blob_count(warehouse) == 1
 
 
-def test_duplicates_inside_one_batch_are_stored_once(warehouse: Warehouse, make_jpeg) -> None:
+def test_duplicates_inside_one_batch_are_stored_once(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     data = make_jpeg(3)
     items = [NewImage(data, "Bonn"), NewImage(make_jpeg(4), "Bonn", source_url="https://x/y"),
              NewImage(data, "Bonn"), NewImage(make_jpeg(5), "Bonn", source_url="https://x/y")]
@@ -112,7 +118,7 @@ def test_duplicates_inside_one_batch_are_stored_once(warehouse: Warehouse, make_
     assert blob_count(warehouse) == 2
 
 
-def test_labels_given_with_the_image_are_stored(warehouse: Warehouse, make_jpeg) -> None:
+def test_labels_given_with_the_image_are_stored(warehouse: Warehouse, make_jpeg: MakeJpeg) -> None:
     labels = [Label("Kölner Dom", Box(0.1, 0.2, 0.5, 0.9)), Label("Rhein")]
     with warehouse.transaction() as session:
         added = add_image(session, warehouse.blobs,
@@ -122,7 +128,9 @@ def test_labels_given_with_the_image_are_stored(warehouse: Warehouse, make_jpeg)
         assert session.scalar(select(Sight.name)) == "Kölner Dom"
 
 
-def test_set_labels_replaces_labels_of_one_source(warehouse: Warehouse, make_jpeg) -> None:
+def test_set_labels_replaces_labels_of_one_source(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     with warehouse.transaction() as session:
         image_id = add_image(session, warehouse.blobs, NewImage(make_jpeg(1), "Bonn")).image_id
         set_labels(session, image_id=image_id, labels=[Label("A", Box(0, 0, 1, 1))], source="weak")
@@ -142,7 +150,9 @@ def test_set_labels_on_unknown_image_raises_not_found(warehouse: Warehouse) -> N
         set_labels(session, image_id=12345, labels=[Label("A")], source="user")
 
 
-def test_set_labels_rejects_unknown_source_and_non_labels(warehouse: Warehouse, make_jpeg) -> None:
+def test_set_labels_rejects_unknown_source_and_non_labels(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     with warehouse.transaction() as session:
         image_id = add_image(session, warehouse.blobs, NewImage(make_jpeg(1), "Bonn")).image_id
     with pytest.raises(InvalidInputError), warehouse.transaction() as session:
@@ -157,7 +167,9 @@ def test_set_labels_rejects_unknown_source_and_non_labels(warehouse: Warehouse, 
     [(-0.1, 0, 0.5, 0.5), (0, 0, 1.5, 0.5), (0.5, 0, 0.5, 1), (0.6, 0, 0.5, 1), (0, 0.7, 1, 0.2),
      (math.nan, 0, 1, 1), (0, 0, 1, math.inf), ("0", 0, 1, 1)],
 )
-def test_box_rejects_out_of_range_inverted_and_nan(coords: tuple) -> None:
+def test_box_rejects_out_of_range_inverted_and_nan(
+    coords: tuple[float, float, float, float]
+) -> None:
     with pytest.raises(InvalidInputError):
         Box(*coords)
 
@@ -194,7 +206,9 @@ def test_bad_images_are_rejected_and_nothing_is_stored(warehouse: Warehouse, dat
     assert blob_count(warehouse) == 0
 
 
-def test_a_batch_with_one_bad_image_stores_nothing(warehouse: Warehouse, make_jpeg) -> None:
+def test_a_batch_with_one_bad_image_stores_nothing(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     items = [NewImage(make_jpeg(i), "Bonn", sight="S") for i in range(5)]
     items.insert(3, NewImage(_truncated_jpeg(), "Bonn"))
     with pytest.raises(InvalidImageError), warehouse.transaction() as session:
@@ -205,7 +219,7 @@ def test_a_batch_with_one_bad_image_stores_nothing(warehouse: Warehouse, make_jp
 
 
 def test_a_failing_transaction_rolls_back_every_image_of_the_batch(
-    warehouse: Warehouse, make_jpeg: Callable[..., bytes]
+    warehouse: Warehouse, make_jpeg: MakeJpeg
 ) -> None:
     with pytest.raises(RuntimeError), warehouse.transaction() as session:
         add_images(session, warehouse.blobs, [NewImage(make_jpeg(i), "Bonn") for i in range(4)])
@@ -221,21 +235,23 @@ def test_a_failing_transaction_rolls_back_every_image_of_the_batch(
     assert blob_count(warehouse) == 4
 
 
-def test_invalid_origin_is_rejected(warehouse: Warehouse, make_jpeg) -> None:
+def test_invalid_origin_is_rejected(warehouse: Warehouse, make_jpeg: MakeJpeg) -> None:
     with pytest.raises(InvalidInputError), warehouse.transaction() as session:
         add_image(session, warehouse.blobs, NewImage(make_jpeg(1), "Bonn", origin="martian"))
     assert row_count(warehouse, ImageRow) == 0
 
 
 def test_unlabelled_images_lists_only_images_without_labels(
-    warehouse: Warehouse, make_jpeg
+    warehouse: Warehouse, make_jpeg: MakeJpeg
 ) -> None:
     items = [NewImage(make_jpeg(i), "Bonn", sight="Münster") for i in range(3)]
     with warehouse.transaction() as session:
         ids = [r.image_id for r in add_images(session, warehouse.blobs, items)]
         set_labels(session, image_id=ids[1], labels=[Label("Münster")], source="weak")
         other = add_image(session, warehouse.blobs, NewImage(make_jpeg(9), "Köln")).image_id
-        city_id = session.scalar(select(FactSight.city_id).where(FactSight.image_id == ids[0]))
+        city_id = session.scalars(
+            select(FactSight.city_id).where(FactSight.image_id == ids[0])
+        ).one()
     with warehouse.transaction() as session:
         found = unlabelled_images(session, city_id=city_id, limit=10)
     assert [i.image_id for i in found] == [ids[0], ids[2]]
@@ -243,7 +259,9 @@ def test_unlabelled_images_lists_only_images_without_labels(
     assert found[0].sight == "Münster"
 
 
-def test_parallel_writers_of_the_same_image_store_it_once(warehouse: Warehouse, make_jpeg) -> None:
+def test_parallel_writers_of_the_same_image_store_it_once(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -265,7 +283,9 @@ def test_parallel_writers_of_the_same_image_store_it_once(warehouse: Warehouse, 
     assert row_count(warehouse, LoadChange) == 1
 
 
-def test_a_check_result_for_other_bytes_is_not_trusted(warehouse: Warehouse, make_jpeg) -> None:
+def test_a_check_result_for_other_bytes_is_not_trusted(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     from sightscan.images import inspect_image
 
     info_of_a_real_photo = inspect_image(make_jpeg(1))
@@ -277,7 +297,7 @@ def test_a_check_result_for_other_bytes_is_not_trusted(warehouse: Warehouse, mak
 
 
 def test_a_batch_large_enough_for_threads_keeps_order_and_dedupes(
-    warehouse: Warehouse, make_jpeg
+    warehouse: Warehouse, make_jpeg: MakeJpeg
 ) -> None:
     photos = [make_jpeg(seed) for seed in range(20)]
     items = [NewImage(data, "Rome", f"Sight {i % 3}") for i, data in enumerate(photos + photos[:5])]

@@ -105,7 +105,7 @@ def test_labelling_waits_for_the_crawl_but_a_later_stage_does_not_block_an_earli
     crawl = queue(warehouse, Stage.CRAWL)
     assert crawl is not None
     with warehouse.transaction() as session:
-        city_id = session.scalar(select(Job.city_id).where(Job.id == crawl))
+        city_id = session.scalars(select(Job.city_id).where(Job.id == crawl)).one()
         assert unfinished_earlier_stage(session, city_id=city_id, stage=Stage.LABEL) is Stage.CRAWL
     assert queue(warehouse, Stage.LABEL) is None
     with warehouse.transaction() as session:

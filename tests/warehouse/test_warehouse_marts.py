@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -21,6 +22,8 @@ from sightscan.warehouse.marts import (
 from sightscan.warehouse.models import LoadChange, MartCityModel, MartTrainingImage
 from sightscan.warehouse.versions import add_model_version
 
+MakeJpeg = Callable[[int], bytes]  # the `make_jpeg` fixture
+
 
 def mart_snapshot(warehouse: Warehouse) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     with warehouse.transaction() as session:
@@ -36,7 +39,7 @@ def mart_snapshot(warehouse: Warehouse) -> tuple[list[tuple[Any, ...]], list[tup
     return training, models
 
 
-def add_city_images(warehouse: Warehouse, make_jpeg, city: str, seeds: range,
+def add_city_images(warehouse: Warehouse, make_jpeg: MakeJpeg, city: str, seeds: range,
                     labelled: bool = True) -> list[int]:
     items = [
         NewImage(make_jpeg(seed), city, sight=f"Sight {seed % 2}",
@@ -61,7 +64,9 @@ def pending(warehouse: Warehouse) -> int:
         ) or 0)
 
 
-def test_training_mart_holds_images_with_labels_per_city(warehouse: Warehouse, make_jpeg) -> None:
+def test_training_mart_holds_images_with_labels_per_city(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     bonn = add_city_images(warehouse, make_jpeg, "Bonn", range(4))
     add_city_images(warehouse, make_jpeg, "Bonn", range(10, 12), labelled=False)
     add_city_images(warehouse, make_jpeg, "Köln", range(20, 23))
@@ -93,7 +98,7 @@ def test_current_model_mart_follows_the_newest_version(warehouse: Warehouse) -> 
     assert warehouse.blobs.get(bonn.blob_key) == b"b2"
 
 
-def test_a_city_without_a_model_is_not_supported(warehouse: Warehouse, make_jpeg) -> None:
+def test_a_city_without_a_model_is_not_supported(warehouse: Warehouse, make_jpeg: MakeJpeg) -> None:
     add_city_images(warehouse, make_jpeg, "Bonn", range(2))
     with warehouse.transaction() as session:
         refresh_marts(session)
@@ -101,7 +106,7 @@ def test_a_city_without_a_model_is_not_supported(warehouse: Warehouse, make_jpeg
         assert current_model(session, "BONN") is None
 
 
-def test_refresh_processes_only_pending_changes(warehouse: Warehouse, make_jpeg) -> None:
+def test_refresh_processes_only_pending_changes(warehouse: Warehouse, make_jpeg: MakeJpeg) -> None:
     ids = add_city_images(warehouse, make_jpeg, "Bonn", range(5))
     with warehouse.transaction() as session:
         assert refresh_marts(session).changes == 5
@@ -116,7 +121,9 @@ def test_refresh_processes_only_pending_changes(warehouse: Warehouse, make_jpeg)
         assert row is not None and not row.labelled and row.labels == []
 
 
-def test_refresh_in_small_batches_consumes_everything(warehouse: Warehouse, make_jpeg) -> None:
+def test_refresh_in_small_batches_consumes_everything(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     add_city_images(warehouse, make_jpeg, "Bonn", range(7))
     with warehouse.transaction() as session:
         report = refresh_marts(session, batch=3)
@@ -124,7 +131,9 @@ def test_refresh_in_small_batches_consumes_everything(warehouse: Warehouse, make
     assert pending(warehouse) == 0
 
 
-def test_incremental_refreshes_equal_a_full_rebuild(warehouse: Warehouse, make_jpeg) -> None:
+def test_incremental_refreshes_equal_a_full_rebuild(
+    warehouse: Warehouse, make_jpeg: MakeJpeg
+) -> None:
     ids = add_city_images(warehouse, make_jpeg, "Bonn", range(6))
     publish(warehouse, "Bonn", b"b1")
     with warehouse.transaction() as session:
@@ -147,7 +156,7 @@ def test_incremental_refreshes_equal_a_full_rebuild(warehouse: Warehouse, make_j
     assert len(incremental[0]) == 13 and [m[2] for m in incremental[1]] == [2, 1]
 
 
-def test_city_overview_counts_from_the_marts(warehouse: Warehouse, make_jpeg) -> None:
+def test_city_overview_counts_from_the_marts(warehouse: Warehouse, make_jpeg: MakeJpeg) -> None:
     add_city_images(warehouse, make_jpeg, "Bonn", range(3))
     add_city_images(warehouse, make_jpeg, "Bonn", range(10, 12), labelled=False)
     publish(warehouse, "Bonn", b"b1")

@@ -74,7 +74,8 @@ def set_metadata(model_bytes: bytes, metadata: dict[str, Any]) -> bytes:
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = json.dumps(metadata, sort_keys=True)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def read_metadata(model_bytes: bytes) -> dict[str, Any]:

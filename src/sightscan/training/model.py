@@ -149,7 +149,7 @@ class SightNet(nn.Module):
 
     def frozen_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """Float NCHW 0..255 -> the output of the frozen stem and blocks (no trainable weight)."""
-        x = self.stem(self.normalise(pixels))
+        x: torch.Tensor = self.stem(self.normalise(pixels))
         for block in self.blocks[: self.frozen_blocks]:
             x = block(x)
         return x

@@ -137,7 +137,7 @@ def quantize_model(float_model: bytes, photos: Sequence[np.ndarray], *,
         raise TrainingError("int8 quantisation needs calibration photos; got none")
     metadata = read_metadata(float_model)
 
-    class _Reader(PhotoCalibrationReader, CalibrationDataReader):
+    class _Reader(PhotoCalibrationReader, CalibrationDataReader):  # type: ignore[misc]  # untyped
         pass
 
     reader = _Reader(photos)

@@ -45,7 +45,9 @@ class Gate:
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw pooled features [B, D] -> centred, L2-normalised embeddings (as in the graph)."""
         centred = raw - self.centre
-        return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+        norms = np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+        unit: np.ndarray = centred / norms
+        return unit
 
     def class_similarity(self, raw: np.ndarray) -> np.ndarray:
         """[B, D] raw pooled features -> [B, C] best cosine similarity to each sight."""

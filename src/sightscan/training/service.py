@@ -19,6 +19,7 @@ from typing import Any
 from sightscan.detections import Box, Label
 from sightscan.errors import ModelFormatError
 from sightscan.pipeline import Fence, StageResult, StageRun
+from sightscan.progress import show_progress
 from sightscan.training.backends import BackendConfig, select_trainer
 from sightscan.training.credits import photo_credits, photos_per_class
 from sightscan.training.dataset import TrainingImage, assemble_training_set
@@ -160,7 +161,7 @@ def train_city(
     )
     config = train_config(warehouse)
     phase("training", 0, config.epochs)
-    if progress and on_progress is None:
+    if on_progress is None and show_progress(progress):
         with console_progress(f"training {city_name}") as bar:
             trained = train(training_set, config, bar, city=city_name)
     else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from PIL import Image
 
 from sightscan.errors import TrainingError
 from sightscan.inference import Detector
+from sightscan.progress import show_progress
 from sightscan.training.augment import make_batch
 from sightscan.training.dataset import TrainingSet
 from sightscan.training.evaluation import (
@@ -224,7 +224,7 @@ def train_detector(training_set: TrainingSet, config: TrainConfig,
                    progress: ProgressCallback | None = None, *, city: str | None = None
                    ) -> TrainedModel:
     """Train, export to ONNX, calibrate the score threshold and evaluate on the validation split."""
-    if progress is None and sys.stderr.isatty():
+    if progress is None and show_progress():
         with console_progress() as bar:
             return train_detector(training_set, config, bar, city=city)
     if not training_set.train:

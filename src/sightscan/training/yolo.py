@@ -17,7 +17,6 @@ out would teach it as background. See docs/yolo.md.
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sightscan.errors import ConfigurationError, TrainingError
+from sightscan.progress import show_progress
 
 if TYPE_CHECKING:
     from sightscan.training.dataset import TrainingSet
@@ -322,7 +322,7 @@ def train_detector_yolo(training_set: TrainingSet, config: TrainConfig,
     """Train with ultralytics, export, wrap in the client contract, calibrate and evaluate."""
     from sightscan.training.trainer import console_progress
 
-    if progress is None and sys.stderr.isatty():
+    if progress is None and show_progress():
         with console_progress("training (YOLO)") as bar:
             return train_detector_yolo(training_set, config, bar, city=city, weights=weights)
     if not training_set.train:

@@ -13,9 +13,25 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Table, delete, false, insert, or_, select, text
+from sqlalchemy import (
+    Executable,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from sightscan.cities import normalise_city
@@ -299,45 +315,90 @@ def _insert_new_sqlite(
     return inserted
 
 
-# One statement for every row of a batch on PostgreSQL: arrays in, data-modifying CTEs, so
-# the cost is one round trip whatever the batch size. Fixed text; data only as parameters.
-_PG_INSERT_IMAGES = text("""
-WITH arrivals AS (
-    SELECT * FROM unnest(
-        CAST(:sha256 AS varchar[]), CAST(:source_url AS varchar[]), CAST(:mime_type AS varchar[]),
-        CAST(:size_bytes AS integer[]), CAST(:licence AS varchar[]), CAST(:author AS varchar[]),
-        CAST(:page_url AS varchar[]), CAST(:city_id AS integer[]), CAST(:sight_id AS integer[]),
-        CAST(:origin AS varchar[]), CAST(:width AS integer[]), CAST(:height AS integer[])
-    ) AS a(sha256, source_url, mime_type, size_bytes, licence, author, page_url, city_id,
-           sight_id, origin, width, height)
-), new_images AS (
-    INSERT INTO dim_image (sha256, source_url, blob_key, mime_type, size_bytes, licence, author,
-                           page_url)
-    SELECT sha256, source_url, sha256, mime_type, size_bytes, licence, author, page_url
-    FROM arrivals
-    ON CONFLICT DO NOTHING
-    RETURNING id, sha256
-), facts AS (
-    INSERT INTO fact_sights (image_id, city_id, sight_id, origin, width, height, created_at)
-    SELECT n.id, a.city_id, a.sight_id, a.origin, a.width, a.height, :now
-    FROM new_images n JOIN arrivals a ON a.sha256 = n.sha256
-), changes AS (
-    INSERT INTO load_changes (kind, city_id, image_id, refreshed, created_at)
-    SELECT 'image', a.city_id, n.id, false, :now
-    FROM new_images n JOIN arrivals a ON a.sha256 = n.sha256
-), new_labels AS (
-    INSERT INTO labels (image_id, source, name, ul_x, ul_y, lr_x, lr_y, created_at)
-    SELECT n.id, l.source, l.name, l.ul_x, l.ul_y, l.lr_x, l.lr_y, :now
-    FROM new_images n
-    JOIN unnest(
-        CAST(:label_sha256 AS varchar[]), CAST(:label_source AS varchar[]),
-        CAST(:label_name AS varchar[]), CAST(:ul_x AS float8[]), CAST(:ul_y AS float8[]),
-        CAST(:lr_x AS float8[]), CAST(:lr_y AS float8[])
-    ) AS l(sha256, source, name, ul_x, ul_y, lr_x, lr_y) ON l.sha256 = n.sha256
+# The arrays of one batch, by name, and the table column whose type each array carries.
+_ARRIVAL_COLUMNS = (
+    ("sha256", ImageRow.sha256), ("source_url", ImageRow.source_url),
+    ("mime_type", ImageRow.mime_type), ("size_bytes", ImageRow.size_bytes),
+    ("licence", ImageRow.licence), ("author", ImageRow.author), ("page_url", ImageRow.page_url),
+    ("city_id", FactSight.city_id), ("sight_id", FactSight.sight_id),
+    ("origin", FactSight.origin), ("width", FactSight.width), ("height", FactSight.height),
 )
-SELECT n.id, n.sha256, s.sync
-FROM new_images n, (SELECT set_config('synchronous_commit', :sync, true) AS sync) s
-""")
+_LABEL_COLUMNS = (
+    ("label_sha256", ImageRow.sha256), ("label_source", LabelRow.source),
+    ("label_name", LabelRow.name), ("ul_x", LabelRow.ul_x), ("ul_y", LabelRow.ul_y),
+    ("lr_x", LabelRow.lr_x), ("lr_y", LabelRow.lr_y),
+)
+
+
+def _unnest(columns: tuple[tuple[str, Any], ...], alias: str) -> Any:
+    """`unnest(:a, :b, ...) AS alias(a, b, ...)`: one typed array parameter per column."""
+    arrays = [bindparam(name, type_=postgresql.ARRAY(_unbounded(column.type)))
+              for name, column in columns]
+    names = [name for name, _ in columns]
+    return func.unnest(*arrays).table_valued(*names).render_derived(name=alias)
+
+
+def _unbounded(column_type: Any) -> Any:
+    """The array element type: a VARCHAR without length, since casting to VARCHAR(n) would
+    cut long values silently where the INSERT refuses them."""
+    return String() if isinstance(column_type, String) else column_type
+
+
+@cache
+def _pg_insert_images() -> Executable:
+    """One statement for every row of a batch on PostgreSQL, names taken from the models.
+
+    Arrays in, data-modifying CTEs, so the cost is one round trip whatever the batch size.
+    """
+    image, fact, change, label = (_table(m) for m in (ImageRow, FactSight, LoadChange, LabelRow))
+    now = bindparam("now", type_=fact.c.created_at.type)
+    arrivals = select(_unnest(_ARRIVAL_COLUMNS, "a")).cte("arrivals")
+    a = arrivals.c
+    image_columns = ["sha256", "source_url", "blob_key", "mime_type", "size_bytes", "licence",
+                     "author", "page_url"]
+    new_images = (
+        postgresql.insert(image)
+        .from_select(
+            [image.c[name] for name in image_columns],
+            select(a.sha256, a.source_url, a.sha256.label("blob_key"), a.mime_type,
+                   a.size_bytes, a.licence, a.author, a.page_url),
+        )
+        .on_conflict_do_nothing()
+        .returning(image.c.id, image.c.sha256)
+        .cte("new_images")
+    )
+    n = new_images.c
+    arrived = select().select_from(new_images).join(arrivals, a.sha256 == n.sha256)
+    facts = insert(fact).from_select(
+        [fact.c.image_id, fact.c.city_id, fact.c.sight_id, fact.c.origin, fact.c.width,
+         fact.c.height, fact.c.created_at],
+        arrived.add_columns(n.id, a.city_id, a.sight_id, a.origin, a.width, a.height, now),
+    ).cte("facts")
+    changes = insert(change).from_select(
+        [change.c.kind, change.c.city_id, change.c.image_id, change.c.refreshed,
+         change.c.created_at],
+        arrived.add_columns(literal("image", change.c.kind.type), a.city_id, n.id, false(), now),
+    ).cte("changes")
+    labels = _unnest(_LABEL_COLUMNS, "l")
+    new_labels = insert(label).from_select(
+        [label.c.image_id, label.c.source, label.c.name, label.c.ul_x, label.c.ul_y,
+         label.c.lr_x, label.c.lr_y, label.c.created_at],
+        select(n.id, labels.c.label_source, labels.c.label_name, labels.c.ul_x, labels.c.ul_y,
+               labels.c.lr_x, labels.c.lr_y, now)
+        .select_from(new_images)
+        .join(labels, labels.c.label_sha256 == n.sha256),
+    ).cte("new_labels")
+    # set_config(..., true) is local to this transaction and read at COMMIT.
+    sync = select(
+        func.set_config(literal("synchronous_commit"), bindparam("sync", type_=String), true())
+        .label("sync")
+    ).subquery("s")
+    return (
+        select(n.id, n.sha256, sync.c.sync)
+        .select_from(new_images)
+        .join(sync, true())
+        .add_cte(facts, changes, new_labels)
+    )
 
 
 def _insert_new_postgresql(
@@ -405,7 +466,7 @@ def _insert_new_postgresql(
     # Crawled and imported images are re-fetchable: their commit need not wait for the WAL
     # flush (set_config(..., true) is local to this transaction and read at COMMIT).
     rows = session.execute(
-        _PG_INSERT_IMAGES, {**columns, "now": utcnow(), "sync": "on" if durable else "off"}
+        _pg_insert_images(), {**columns, "now": utcnow(), "sync": "on" if durable else "off"}
     ).all()
     return {sha: image_id for image_id, sha, _ in rows}
 

@@ -14,18 +14,22 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Executable,
+    String,
     any_,
     bindparam,
+    case,
     delete,
     false,
     func,
     insert,
+    literal,
+    null,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sightscan.warehouse._sql import rowcount, upsert_insert
 from sightscan.warehouse.images import image_facts
@@ -53,7 +57,9 @@ class RefreshReport:
     cities_with_new_model: int
 
 
-def _among(session: Session, column: Any, ids: list[int]) -> ColumnElement[bool]:
+def _among(
+    session: Session, column: InstrumentedAttribute[int], ids: list[int]
+) -> ColumnElement[bool]:
     """`column IN ids`; one array parameter on PostgreSQL instead of thousands of them."""
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(BigInteger)))
@@ -72,30 +78,47 @@ def _pending(session: Session, limit: int) -> list[tuple[int, str, int, int | No
     return [tuple(row) for row in session.execute(stmt).all()]  # type: ignore[misc]
 
 
-# PostgreSQL rebuilds the touched mart rows in the server: no row travels through Python.
-# Fixed text; the ids are one array parameter. Same JSON shape as the portable path below.
-_PG_REFRESH_IMAGES = text("""
-WITH label_lists AS (
-    SELECT l.image_id,
-           json_agg(json_build_object(
-               'name', l.name, 'source', l.source,
-               'box', CASE WHEN l.ul_x IS NULL THEN NULL
-                           ELSE json_build_array(l.ul_x, l.ul_y, l.lr_x, l.lr_y) END)
-               ORDER BY l.id) AS labels
-    FROM labels l
-    WHERE l.image_id = ANY(CAST(:ids AS bigint[]))
-    GROUP BY l.image_id
-)
-INSERT INTO mart_training_images
-    (image_id, city_id, sight, blob_key, width, height, labels, labelled, created_at)
-SELECT f.image_id, f.city_id, s.name, i.blob_key, f.width, f.height,
-       COALESCE(ll.labels, '[]'::json), ll.labels IS NOT NULL, f.created_at
-FROM fact_sights f
-JOIN dim_image i ON i.id = f.image_id
-LEFT JOIN dim_sight s ON s.id = f.sight_id
-LEFT JOIN label_lists ll ON ll.image_id = f.image_id
-WHERE f.image_id = ANY(CAST(:ids AS bigint[]))
-""")
+def _pg_refresh_images(ids: ColumnElement[Any]) -> Executable:
+    """PostgreSQL rebuilds the touched mart rows in the server: no row travels through Python.
+
+    One INSERT ... SELECT with json_agg, names taken from the models; the same JSON shape as
+    the portable path in `_refresh_images`.
+    """
+    box = case(
+        (LabelRow.ul_x.is_(None), null()),
+        else_=func.json_build_array(LabelRow.ul_x, LabelRow.ul_y, LabelRow.lr_x, LabelRow.lr_y),
+    )
+    label = func.json_build_object(
+        _key("name"), LabelRow.name, _key("source"), LabelRow.source, _key("box"), box
+    )
+    label_lists = (
+        select(
+            LabelRow.image_id,
+            func.json_agg(postgresql.aggregate_order_by(label, LabelRow.id)).label("labels"),
+        )
+        .where(LabelRow.image_id == ids)
+        .group_by(LabelRow.image_id)
+        .cte("label_lists")
+    )
+    rows = (
+        image_facts()
+        .add_columns(
+            func.coalesce(label_lists.c.labels, func.json_build_array()),
+            label_lists.c.labels.is_not(None),
+        )
+        .outerjoin(label_lists, label_lists.c.image_id == FactSight.image_id)
+        .where(FactSight.image_id == ids)
+    )
+    mart = MartTrainingImage
+    columns = [mart.image_id, mart.city_id, mart.sight, mart.blob_key, mart.width, mart.height,
+               mart.created_at, mart.labels, mart.labelled]  # in the order of `rows`
+    # SQLAlchemy keeps an INSERT's row count only when asked to.
+    return insert(mart).from_select(columns, rows).execution_options(preserve_rowcount=True)
+
+
+def _key(name: str) -> ColumnElement[str]:
+    """A JSON object key as a typed parameter (PostgreSQL cannot infer an untyped one)."""
+    return literal(name, String)
 
 
 def _refresh_images(session: Session, image_ids: list[int]) -> int:
@@ -103,7 +126,8 @@ def _refresh_images(session: Session, image_ids: list[int]) -> int:
         session.execute(
             delete(MartTrainingImage).where(_among(session, MartTrainingImage.image_id, image_ids))
         )
-        return rowcount(session.execute(_PG_REFRESH_IMAGES, {"ids": image_ids}))
+        ids = any_(bindparam(None, image_ids, type_=postgresql.ARRAY(BigInteger)))
+        return rowcount(session.execute(_pg_refresh_images(ids)))
     rows = session.execute(
         image_facts().where(_among(session, FactSight.image_id, image_ids))
     ).all()

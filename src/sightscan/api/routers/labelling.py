@@ -55,36 +55,34 @@ def _has_images(session: Session, city: str) -> bool:
 
 def _queue_labelling(
     warehouse: Warehouse, scheduler: Scheduler, city: str, mode: str
-) -> dict[str, Any]:
+) -> LabelJobOut:
     with warehouse.transaction() as session:
         if not _has_images(session, city):
             raise NotFoundError(f"no images of {city!r} to label")
-    return {"city": city, "mode": mode, "job_id": scheduler.submit(Stage.LABEL, city, mode=mode)}
+    job_id = scheduler.submit(Stage.LABEL, city, mode=mode)
+    return LabelJobOut(city=city, mode=mode, job_id=job_id)
 
 
-@router.post(
-    "/{city}",
-    status_code=202,
-    response_model=LabelJobOut,
-    dependencies=[ApiKeyRequired],
-    responses=KEY_ERRORS,
-)
+# Both labelling routes answer alike: 202 with the queued job, behind the API key.
+LABEL_ROUTE: dict[str, Any] = {
+    "status_code": 202,
+    "response_model": LabelJobOut,
+    "dependencies": [ApiKeyRequired],
+    "responses": KEY_ERRORS,
+}
+
+
+@router.post("/{city}", **LABEL_ROUTE)
 def label_new_city(
     city: CityDep, warehouse: WarehouseDep, scheduler: SchedulerDep
-) -> dict[str, Any]:
+) -> LabelJobOut:
     """Queue labelling of a new city's images (paid calls capped per city)."""
     return _queue_labelling(warehouse, scheduler, city, "new")
 
 
-@router.post(
-    "/{city}/existing",
-    status_code=202,
-    response_model=LabelJobOut,
-    dependencies=[ApiKeyRequired],
-    responses=KEY_ERRORS,
-)
+@router.post("/{city}/existing", **LABEL_ROUTE)
 def label_existing_city(
     city: CityDep, warehouse: WarehouseDep, scheduler: SchedulerDep
-) -> dict[str, Any]:
+) -> LabelJobOut:
     """Queue labelling of the remaining unlabelled images of a supported city."""
     return _queue_labelling(warehouse, scheduler, city, "existing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_photos_with_an_unboxed_label_give_no_crop_and_the_limit_holds() -> None
 
 
 def test_everyday_photos_from_a_folder_are_unlabelled_negatives_spread_over_the_pool(
-        tmp_path) -> None:
+        tmp_path: Path) -> None:
     data = _photo_with_red_tower(Box(0.1, 0.1, 0.2, 0.3))
     (tmp_path / "street").mkdir()
     for i in range(6):
