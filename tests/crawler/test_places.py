@@ -39,7 +39,7 @@ def test_each_sight_has_its_editorial_summary_and_maps_link(fake_server: FakeSer
     gate, reichstag = discovery(fake_server, client).find_sights("Berlin", 2)
     assert gate.description == "Iconic 18th-century neoclassical triumphal arch."
     assert gate.url == PLACES[1]["googleMapsUri"]
-    assert gate.url.startswith("https://maps.google.com/?cid=")
+    assert gate.url is not None and gate.url.startswith("https://maps.google.com/?cid=")
     assert reichstag.description is None and reichstag.url == PLACES[2]["googleMapsUri"]
 
 

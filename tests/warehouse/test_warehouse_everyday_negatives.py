@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ from sightscan.training.service import load_training_images  # noqa: E402
 
 
 def test_everyday_photos_from_the_folder_are_added_as_unlabelled_negatives(
-        warehouse_engine: Engine, blob_store: BlobStore, tmp_path: Path, make_jpeg) -> None:
+        warehouse_engine: Engine, blob_store: BlobStore, tmp_path: Path,
+        make_jpeg: Callable[..., bytes]) -> None:
     everyday = tmp_path / "everyday"
     everyday.mkdir()
     for k in range(6):
