@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -77,7 +79,8 @@ def make_scenes(per_class: int, seed: int, size: int = 64) -> list[TrainingImage
     for name in SCENES:
         for k in range(per_class):
             data = _png(scene(name, rng, size))
-            images.append(TrainingImage(f"{name}-{k}", lambda d=data: d, [Label(name)]))
+            load = cast("Callable[[], bytes]", lambda d=data: d)
+            images.append(TrainingImage(f"{name}-{k}", load, [Label(name)]))
     return images
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -35,7 +37,7 @@ def render(shape: str | None, rng: np.random.Generator, size: int = 96
                   fill=(g, g, g), width=2)
     box = None
     if shape is not None:
-        side = int(rng.integers(size * 0.3, size * 0.6))
+        side = int(rng.integers(size * 0.3, size * 0.6))  # type: ignore[call-overload]
         x0, y0 = (int(v) for v in rng.integers(0, size - side, 2))
         x1, y1 = x0 + side, y0 + side
         colour = tuple(int(np.clip(c + rng.integers(-25, 25), 0, 255)) for c in _COLOURS[shape])
@@ -60,8 +62,10 @@ def make_images(per_class: int, negatives: int, seed: int, size: int = 96,
         for k in range(per_class):
             data, box = render(shape, rng, size)
             labels = [Label(shape, box if boxes else None)]
-            images.append(TrainingImage(f"{shape}-{k}", lambda d=data: d, labels))
+            load = cast("Callable[[], bytes]", lambda d=data: d)
+            images.append(TrainingImage(f"{shape}-{k}", load, labels))
     for k in range(negatives):
         data, _ = render(None, rng, size)
-        images.append(TrainingImage(f"none-{k}", lambda d=data: d, []))
+        load = cast("Callable[[], bytes]", lambda d=data: d)
+        images.append(TrainingImage(f"none-{k}", load, []))
     return images

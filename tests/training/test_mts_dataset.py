@@ -1,17 +1,24 @@
+from typing import Any
+
 import pytest
 from mts_synthetic import SHAPES, make_images
 
 from sightscan.detections import Box, Label
 from sightscan.errors import TrainingError
-from sightscan.training.dataset import WHOLE_IMAGE, TrainingImage, assemble_training_set
+from sightscan.training.dataset import (
+    WHOLE_IMAGE,
+    TrainingImage,
+    TrainingSet,
+    assemble_training_set,
+)
 
 
-def _assemble(images, **kwargs):
-    options = {"city": None, "min_images_per_label": 3, "decode_size": 64} | kwargs
+def _assemble(images: list[TrainingImage], **kwargs: Any) -> TrainingSet:
+    options: dict[str, Any] = {"city": None, "min_images_per_label": 3, "decode_size": 64} | kwargs
     return assemble_training_set(images, **options)
 
 
-def test_classes_are_sorted_and_every_class_is_in_both_splits():
+def test_classes_are_sorted_and_every_class_is_in_both_splits() -> None:
     result = _assemble(make_images(10, 5, seed=1))
     assert result.class_names == sorted(SHAPES)
     for split in (result.train, result.val):
@@ -19,7 +26,7 @@ def test_classes_are_sorted_and_every_class_is_in_both_splits():
     assert any(s.is_negative for s in result.val)
 
 
-def test_the_split_is_deterministic_for_a_seed_and_changes_with_it():
+def test_the_split_is_deterministic_for_a_seed_and_changes_with_it() -> None:
     images = make_images(10, 5, seed=1)
     first = [s.key for s in _assemble(images, seed=3).val]
     again = [s.key for s in _assemble(images, seed=3).val]
@@ -28,24 +35,24 @@ def test_the_split_is_deterministic_for_a_seed_and_changes_with_it():
     assert first != other
 
 
-def test_no_labelled_photo_is_refused():
+def test_no_labelled_photo_is_refused() -> None:
     with pytest.raises(TrainingError, match="no labelled photos"):
         _assemble(make_images(0, 5, seed=1))
 
 
-def test_a_single_class_is_refused():
+def test_a_single_class_is_refused() -> None:
     images = [im for im in make_images(6, 2, seed=1)
               if not im.labels or im.labels[0].name == SHAPES[0]]
     with pytest.raises(TrainingError, match="only one sight"):
         _assemble(images)
 
 
-def test_classes_below_the_minimum_are_refused_when_none_is_left():
+def test_classes_below_the_minimum_are_refused_when_none_is_left() -> None:
     with pytest.raises(TrainingError, match="fewer than 50"):
         _assemble(make_images(4, 2, seed=1), min_images_per_label=50)
 
 
-def test_rare_classes_are_dropped_with_their_counts():
+def test_rare_classes_are_dropped_with_their_counts() -> None:
     images = make_images(6, 2, seed=1)
     star = Label("yellow star", Box(0, 0, 0.5, 0.5))
     images.append(TrainingImage("rare", images[0].load, [star]))
@@ -54,7 +61,7 @@ def test_rare_classes_are_dropped_with_their_counts():
     assert "rare" not in {s.key for s in result.train + result.val}
 
 
-def test_a_corrupt_photo_is_skipped_and_counted():
+def test_a_corrupt_photo_is_skipped_and_counted() -> None:
     images = make_images(6, 2, seed=1)
     broken = b"\x89PNG\r\n\x1a\nnot really"
     images.append(TrainingImage("broken", lambda: broken, [Label(SHAPES[0])]))
@@ -63,7 +70,7 @@ def test_a_corrupt_photo_is_skipped_and_counted():
     assert result.counts()["corrupt_images"] == 1
 
 
-def test_image_level_labels_become_classification_only_or_whole_photo_boxes():
+def test_image_level_labels_become_classification_only_or_whole_photo_boxes() -> None:
     boxed = make_images(6, 0, seed=1)
     loader = boxed[0].load
     extra = [
@@ -81,7 +88,7 @@ def test_image_level_labels_become_classification_only_or_whole_photo_boxes():
     assert samples["level-only-a"].boxes == [(cloud, WHOLE_IMAGE)]
 
 
-def test_label_spellings_are_merged_before_counting():
+def test_label_spellings_are_merged_before_counting() -> None:
     images = make_images(3, 0, seed=1)
     renamed = [TrainingImage(im.key, im.load,
                              [Label(im.labels[0].name.upper() + "!", im.labels[0].box)])

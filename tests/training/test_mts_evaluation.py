@@ -1,3 +1,5 @@
+from collections.abc import Iterable
+
 import pytest
 
 from sightscan.detections import Box, Detection
@@ -13,11 +15,12 @@ from sightscan.training.evaluation import (
 BOX = Box(0.2, 0.2, 0.6, 0.8)
 
 
-def _pred(dets, boxes=(("tower", BOX),), level=()):
+def _pred(dets: list[Detection], boxes: Iterable[tuple[str, Box]] = (("tower", BOX),),
+          level: Iterable[str] = ()) -> Prediction:
     return Prediction(list(boxes), set(level), list(dets))
 
 
-def test_perfect_detections_score_an_ap_of_one_at_every_iou():
+def test_perfect_detections_score_an_ap_of_one_at_every_iou() -> None:
     preds = [_pred([Detection("tower", 0.9, BOX)]) for _ in range(3)]
     metrics = metrics_from_predictions(preds, ["tower"], 0.5)
     assert metrics.map50 == pytest.approx(1.0)
@@ -25,30 +28,30 @@ def test_perfect_detections_score_an_ap_of_one_at_every_iou():
     assert metrics.top1_accuracy == 1.0
 
 
-def test_a_loose_box_counts_at_iou_05_but_not_at_high_thresholds():
+def test_a_loose_box_counts_at_iou_05_but_not_at_high_thresholds() -> None:
     loose = Box(0.2, 0.2, 0.6, 0.62)  # IoU 0.7 with BOX
     preds = [_pred([Detection("tower", 0.9, loose)])]
     assert average_precision(preds, "tower", 0.5) == pytest.approx(1.0)
     assert average_precision(preds, "tower", 0.75) == pytest.approx(0.0)
 
 
-def test_missing_half_the_sights_gives_the_coco_101_point_value():
+def test_missing_half_the_sights_gives_the_coco_101_point_value() -> None:
     preds = [_pred([Detection("tower", 0.9, BOX)]), _pred([])]
     # Precision 1 up to recall 0.5: points 0.00..0.50 are 51 of 101.
     assert average_precision(preds, "tower", 0.5) == pytest.approx(51 / 101)
 
 
-def test_a_class_without_ground_truth_has_no_ap():
+def test_a_class_without_ground_truth_has_no_ap() -> None:
     assert average_precision([_pred([])], "bridge", 0.5) is None
 
 
-def test_detections_of_an_image_level_class_are_neither_right_nor_wrong():
+def test_detections_of_an_image_level_class_are_neither_right_nor_wrong() -> None:
     preds = [_pred([Detection("tower", 0.9, BOX)]),
              _pred([Detection("bridge", 0.95, BOX)], boxes=(), level=("bridge",))]
     assert average_precision(preds, "tower", 0.5) == pytest.approx(1.0)
 
 
-def test_the_calibrated_threshold_separates_sights_from_background():
+def test_the_calibrated_threshold_separates_sights_from_background() -> None:
     positives = [_pred([Detection("tower", 0.8, BOX)]) for _ in range(4)]
     negatives = [_pred([Detection("tower", 0.3, BOX)], boxes=()) for _ in range(4)]
     threshold = calibrate_threshold(positives + negatives)
@@ -57,11 +60,11 @@ def test_the_calibrated_threshold_separates_sights_from_background():
     assert metrics.negatives_clean_rate == 1.0
 
 
-def _metrics(map50_95, clean):
+def _metrics(map50_95: float, clean: float | None) -> Metrics:
     return Metrics(map50=0.9, map50_95=map50_95, top1_accuracy=0.9, negatives_clean_rate=clean)
 
 
-def test_the_quality_gate_allows_a_tolerance_and_blocks_a_regression():
+def test_the_quality_gate_allows_a_tolerance_and_blocks_a_regression() -> None:
     current = _metrics(0.70, 0.95)
     assert is_not_worse(_metrics(0.695, 0.95), current, tolerance=0.01)
     assert not is_not_worse(_metrics(0.60, 0.99), current, tolerance=0.01)
@@ -69,6 +72,6 @@ def test_the_quality_gate_allows_a_tolerance_and_blocks_a_regression():
     assert is_not_worse(_metrics(0.70, None), current, tolerance=0.01)
 
 
-def test_metrics_round_trip_through_a_dict():
+def test_metrics_round_trip_through_a_dict() -> None:
     metrics = Metrics(0.9, 0.7, 0.8, 1.0, {"a": 0.9}, {"a": 0.7}, 10, 2, 0.4)
     assert Metrics.from_dict(metrics.as_dict()) == metrics

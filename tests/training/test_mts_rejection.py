@@ -1,5 +1,7 @@
 """The open-set gate: no sight named in photos unlike every training photo of that sight."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx
 import pytest
@@ -10,6 +12,7 @@ from mts_synthetic import SHAPES, make_images
 from sightscan.errors import TrainingError
 from sightscan.inference import Detector
 from sightscan.training import TrainConfig, assemble_training_set, train_detector
+from sightscan.training.dataset import TrainingSet
 from sightscan.training.export import (
     REJECTION_INITIALIZER,
     base_metadata,
@@ -19,20 +22,22 @@ from sightscan.training.export import (
 )
 from sightscan.training.model import SightNet
 from sightscan.training.rejection import DISABLED, Gate, GateModule, k_centres
+from sightscan.training.trainer import TrainedModel
 
 
-def _unit(rows):
+def _unit(rows: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    unit: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return unit
 
 
-def _gate(threshold=0.9):
+def _gate(threshold: float = 0.9) -> Gate:
     bank = _unit([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0]])
     return Gate(bank, np.array([0, 0, 1]), np.full(2, threshold, np.float32),
                 np.zeros(3, np.float32))
 
 
-def test_the_gate_zeroes_only_the_sights_the_photo_is_unlike():
+def test_the_gate_zeroes_only_the_sights_the_photo_is_unlike() -> None:
     module = GateModule(_gate())
     scores = torch.full((2, 4, 2), 0.8)
     near_first = torch.tensor([[2.0, 0.05, 0.0], [0.0, 0.0, 3.0]])  # sight 0; nothing known
@@ -42,7 +47,7 @@ def test_the_gate_zeroes_only_the_sights_the_photo_is_unlike():
     assert torch.all(gated[1] == 0)  # unlike both
 
 
-def test_the_graph_gate_and_the_numpy_gate_agree():
+def test_the_graph_gate_and_the_numpy_gate_agree() -> None:
     gate = _gate()
     raw = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     module = GateModule(gate)
@@ -50,13 +55,14 @@ def test_the_graph_gate_and_the_numpy_gate_agree():
     assert np.array_equal(graph, (gate.class_similarity(raw) >= 0.9).astype(np.float32))
 
 
-def test_k_centres_cover_the_spread_of_a_class():
+def test_k_centres_cover_the_spread_of_a_class() -> None:
     points = _unit([[1, 0], [0.99, 0.01], [0.98, 0.02], [0, 1]])
     picked = k_centres(points, 2)
     assert 3 in picked and len(picked) == 2  # the outlier is kept, not a third near-copy
 
 
-def test_the_trained_model_carries_a_calibrated_gate(trained, synthetic_training_set):
+def test_the_trained_model_carries_a_calibrated_gate(trained: TrainedModel,
+                                                  synthetic_training_set: TrainingSet) -> None:
     rejection = trained.metadata["rejection"]
     assert rejection["calibrated_on"] == sum(1 for s in synthetic_training_set.val if s.classes)
     assert rejection["bank_size"] <= len(synthetic_training_set.train)
@@ -66,7 +72,7 @@ def test_the_trained_model_carries_a_calibrated_gate(trained, synthetic_training
     assert REJECTION_INITIALIZER in names
 
 
-def test_moving_the_threshold_rewrites_the_graph_and_the_metadata(trained):
+def test_moving_the_threshold_rewrites_the_graph_and_the_metadata(trained: TrainedModel) -> None:
     opened = set_rejection_threshold(trained.onnx, DISABLED)
     assert read_metadata(opened)["rejection"]["thresholds"] == [DISABLED] * len(SHAPES)
     per_sight = set_rejection_threshold(trained.onnx, [0.1, 0.2, 0.3])
@@ -76,14 +82,15 @@ def test_moving_the_threshold_rewrites_the_graph_and_the_metadata(trained):
     Detector.from_bytes(per_sight)  # still a valid SightScan model with the same contract
 
 
-def test_a_model_without_a_gate_cannot_have_its_threshold_moved():
+def test_a_model_without_a_gate_cannot_have_its_threshold_moved() -> None:
     net = SightNet(2, 64, pretrained=False, frozen_blocks=3).eval()
     plain = export_onnx(net, base_metadata(["a", "b"], 64))
     with pytest.raises(TrainingError, match="no open-set gate"):
         set_rejection_threshold(plain, 0.5)
 
 
-def test_a_closed_gate_names_nothing_and_an_open_gate_changes_nothing(trained):
+def test_a_closed_gate_names_nothing_and_an_open_gate_changes_nothing(
+        trained: TrainedModel) -> None:
     photos = [im.load() for im in make_images(4, 0, seed=11)]
     closed = Detector.from_bytes(set_rejection_threshold(trained.onnx, 1.01))
     opened = Detector.from_bytes(set_rejection_threshold(trained.onnx, DISABLED))
@@ -92,7 +99,7 @@ def test_a_closed_gate_names_nothing_and_an_open_gate_changes_nothing(trained):
 
 
 @pytest.mark.slow
-def test_a_city_of_photo_folders_alone_names_no_sight_in_everyday_photos():
+def test_a_city_of_photo_folders_alone_names_no_sight_in_everyday_photos() -> None:
     # No boxes and no negatives (a city alone in its warehouse with photo folders): the
     # detector alone names most everyday photos; the gate must refuse them and keep the
     # held-out photos of the sights.

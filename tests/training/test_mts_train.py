@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import onnx
 import pytest
 import torch
@@ -13,12 +15,14 @@ from sightscan.training import (
     evaluate,
     train_detector,
 )
+from sightscan.training.dataset import TrainingSet
 from sightscan.training.export import METADATA_KEY, read_metadata
 from sightscan.training.model import SightNet
-from sightscan.training.trainer import _FrozenPart, _low_res_size
+from sightscan.training.trainer import TrainedModel, TrainProgress, _FrozenPart, _low_res_size
 
 
-def test_the_detector_learns_generated_shapes_and_ignores_empty_photos(trained):
+def test_the_detector_learns_generated_shapes_and_ignores_empty_photos(
+        trained: TrainedModel) -> None:
     detector = Detector.from_bytes(trained.onnx)
     metrics = evaluate(detector, make_images(8, 12, seed=123), sorted(SHAPES))
     # Chance is near 0 for mAP (boxes must overlap) and the photos without a shape must
@@ -28,7 +32,7 @@ def test_the_detector_learns_generated_shapes_and_ignores_empty_photos(trained):
     assert metrics.top1_accuracy >= 0.45  # chance: 1/3 (and no detection counts as wrong)
 
 
-def test_the_model_file_is_valid_onnx_with_the_metadata_embedded(trained):
+def test_the_model_file_is_valid_onnx_with_the_metadata_embedded(trained: TrainedModel) -> None:
     model = onnx.load_from_string(trained.onnx)
     onnx.checker.check_model(model)
     assert METADATA_KEY in {p.key for p in model.metadata_props}
@@ -43,20 +47,22 @@ def test_the_model_file_is_valid_onnx_with_the_metadata_embedded(trained):
     assert len(trained.onnx) < 20_000_000
 
 
-def test_the_report_is_a_png_and_the_loss_went_down(trained):
+def test_the_report_is_a_png_and_the_loss_went_down(trained: TrainedModel) -> None:
     assert trained.report_png.startswith(b"\x89PNG\r\n\x1a\n")
     assert trained.history[-1]["loss"] < trained.history[0]["loss"]
 
 
-def _tiny_set(boxes=True):
-    return assemble_training_set(make_images(6, 4, seed=5, size=64, boxes=boxes), city=None,
-                                 min_images_per_label=2, decode_size=64)
+def _tiny_set(boxes: bool = True) -> TrainingSet:
+    training_set: TrainingSet = assemble_training_set(
+        make_images(6, 4, seed=5, size=64, boxes=boxes), city=None, min_images_per_label=2,
+        decode_size=64)
+    return training_set
 
 
-def test_training_is_deterministic_for_a_seed_and_reports_progress():
+def test_training_is_deterministic_for_a_seed_and_reports_progress() -> None:
     training_set = _tiny_set()
     config = TrainConfig(epochs=2, image_size=64, batch_size=8, threads=1, seed=7)
-    events = []
+    events: list[TrainProgress] = []
     first = train_detector(training_set, config, events.append)
     second = train_detector(training_set, config)
     assert first.history == second.history
@@ -65,7 +71,7 @@ def test_training_is_deterministic_for_a_seed_and_reports_progress():
     assert events[-1].eta_s == 0
 
 
-def test_a_checkpoint_lets_a_longer_run_resume(tmp_path):
+def test_a_checkpoint_lets_a_longer_run_resume(tmp_path: Path) -> None:
     training_set = _tiny_set()
     checkpoint = tmp_path / "run.pt"
     base = {"image_size": 64, "batch_size": 8, "threads": 1, "checkpoint_path": checkpoint}
@@ -75,7 +81,7 @@ def test_a_checkpoint_lets_a_longer_run_resume(tmp_path):
     assert [h["epoch"] for h in resumed.history] == [1.0, 2.0]
 
 
-def test_photos_with_image_level_labels_train_through_the_multiple_instance_loss():
+def test_photos_with_image_level_labels_train_through_the_multiple_instance_loss() -> None:
     boxed = make_images(4, 2, seed=5, size=64)
     level = [TrainingImage(f"level-{im.key}", im.load, [Label(im.labels[0].name)])
              for im in make_images(3, 0, seed=6, size=64)]
@@ -89,13 +95,13 @@ def test_photos_with_image_level_labels_train_through_the_multiple_instance_loss
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("image_size", 100), ("device", "tpu"),
                                           ("frozen_blocks", 6), ("low_res_fraction", 1.0)])
-def test_invalid_training_settings_are_refused(field, value):
+def test_invalid_training_settings_are_refused(field: str, value: object) -> None:
     with pytest.raises(TrainingError):
         TrainConfig(**{field: value})
 
 
 
-def test_the_frozen_part_runs_through_onnxruntime_like_torch_at_any_training_size():
+def test_the_frozen_part_runs_through_onnxruntime_like_torch_at_any_training_size() -> None:
     net = SightNet(3, 96, frozen_blocks=5).eval()
     frozen = _FrozenPart(net, torch.device("cpu"), threads=1)
     assert frozen.session is not None

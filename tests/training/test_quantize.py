@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import onnx
 import pytest
 
 from sightscan.inference import Detector
+from sightscan.training.dataset import TrainingSet
 from sightscan.training.export import read_metadata, set_rejection_threshold
 from sightscan.training.quantize import (
     PhotoCalibrationReader,
@@ -15,34 +18,38 @@ from sightscan.training.quantize import (
     quantize_model,
 )
 from sightscan.training.rejection import DISABLED
+from sightscan.training.trainer import TrainedModel
 
 
 @pytest.fixture(scope="module")
-def calibration(synthetic_training_set) -> list[np.ndarray]:
+def calibration(synthetic_training_set: TrainingSet) -> list[np.ndarray]:
     return calibration_photos([s.pixels for s in synthetic_training_set.train], 96, limit=16)
 
 
 @pytest.fixture(scope="module")
-def open_model(trained) -> bytes:
+def open_model(trained: TrainedModel) -> bytes:
     """The float model with its open-set gate open: these tests are about int8 fidelity
     (whether the gated int8 model is served is decided on its metrics, tested below)."""
     return set_rejection_threshold(trained.onnx, DISABLED)
 
 
 @pytest.fixture(scope="module")
-def int8_model(open_model, calibration) -> bytes:
+def int8_model(open_model: bytes, calibration: list[np.ndarray]) -> bytes:
     return quantize_model(open_model, calibration)
 
 
-def test_the_calibration_reader_feeds_each_photo_once_per_pass(calibration) -> None:
+def test_the_calibration_reader_feeds_each_photo_once_per_pass(
+        calibration: list[np.ndarray]) -> None:
     reader = PhotoCalibrationReader(calibration[:3])
     feeds = [reader.get_next() for _ in range(4)]
-    assert [f["image"].shape for f in feeds[:3]] == [(1, 96, 96, 3)] * 3 and feeds[3] is None
+    assert [cast("dict[str, np.ndarray]", f)["image"].shape
+            for f in feeds[:3]] == [(1, 96, 96, 3)] * 3 and feeds[3] is None
     reader.rewind()
     assert reader.get_next() is not None
 
 
-def test_the_int8_model_keeps_the_client_contract_and_metadata(trained, int8_model) -> None:
+def test_the_int8_model_keeps_the_client_contract_and_metadata(trained: TrainedModel,
+                                                                int8_model: bytes) -> None:
     detector = Detector.from_bytes(int8_model)  # refuses anything but image -> boxes, scores
     assert detector.class_names == Detector.from_bytes(trained.onnx).class_names
     assert read_metadata(int8_model)["precision"] == "int8"
@@ -55,8 +62,8 @@ def test_the_int8_model_keeps_the_client_contract_and_metadata(trained, int8_mod
     assert len(int8_model) < len(trained.onnx) / 2.5
 
 
-def test_the_int8_model_answers_like_the_float_model(open_model, int8_model,
-                                                     synthetic_training_set) -> None:
+def test_the_int8_model_answers_like_the_float_model(open_model: bytes, int8_model: bytes,
+                                                     synthetic_training_set: TrainingSet) -> None:
     photos = np.stack([s.pixels for s in synthetic_training_set.val[:8]])
     float_boxes, float_scores = Detector.from_bytes(open_model).raw_outputs(photos)
     int8_boxes, int8_scores = Detector.from_bytes(int8_model).raw_outputs(photos)
@@ -66,7 +73,8 @@ def test_the_int8_model_answers_like_the_float_model(open_model, int8_model,
 
 @pytest.mark.slow
 def test_int8_is_served_when_it_holds_up_and_the_reason_is_recorded(
-        trained, calibration, synthetic_training_set) -> None:
+        trained: TrainedModel, calibration: list[np.ndarray],
+        synthetic_training_set: TrainingSet) -> None:
     val = synthetic_training_set.val_images()
     served = choose_served_model(trained.onnx, trained.metrics, calibration=calibration,
                                  val_images=val, class_names=synthetic_training_set.class_names,
@@ -80,7 +88,8 @@ def test_int8_is_served_when_it_holds_up_and_the_reason_is_recorded(
 @pytest.mark.parametrize(("limits", "reason"), [({"max_bytes": 1000}, "over 1000"),
                                                 ({"tolerance": -1.0}, "below the float")])
 def test_the_float_model_is_served_when_int8_falls_short(
-        trained, calibration, synthetic_training_set, limits, reason) -> None:
+        trained: TrainedModel, calibration: list[np.ndarray], synthetic_training_set: TrainingSet,
+        limits: dict[str, Any], reason: str) -> None:
     served = choose_served_model(trained.onnx, trained.metrics, calibration=calibration,
                                  val_images=synthetic_training_set.val_images(),
                                  class_names=synthetic_training_set.class_names, **limits)

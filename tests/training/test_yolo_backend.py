@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from sightscan.errors import ConfigurationError, TrainingError
 from sightscan.inference import Detector
 from sightscan.training import TrainConfig, TrainingImage, assemble_training_set
 from sightscan.training.backends import BackendConfig, select_trainer
+from sightscan.training.dataset import TrainingSet
 from sightscan.training.export import base_metadata, read_metadata, set_metadata
+from sightscan.training.trainer import TrainProgress
 from sightscan.training.yolo import (
     check_wrapped,
     train_detector_yolo,
@@ -96,7 +99,8 @@ def fake_yolo_onnx(image_size: int = S, class_channels: list[int] | None = None,
     model.ir_version = 8
     model.metadata_props.add(key="author", value="not ultralytics")
     onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def fake_yolo_reference(image: np.ndarray, class_channels: list[int] | None = None) -> np.ndarray:
@@ -132,7 +136,7 @@ def _photo() -> np.ndarray:
 
 # ------------------------------------------------------------------ wrapping, no ultralytics
 
-def test_the_wrapped_model_takes_uint8_nhwc_and_returns_contract_boxes_and_scores():
+def test_the_wrapped_model_takes_uint8_nhwc_and_returns_contract_boxes_and_scores() -> None:
     wrapped = wrap_yolo_onnx(fake_yolo_onnx(), S, 3)
     model = onnx.load_from_string(wrapped)
     onnx.checker.check_model(model, full_check=True)
@@ -159,7 +163,7 @@ def test_the_wrapped_model_takes_uint8_nhwc_and_returns_contract_boxes_and_score
     assert {p.key for p in model.metadata_props} == {"author"}  # the export's own props stay
 
 
-def test_the_detector_loads_the_wrapped_model_and_finds_the_expected_sights():
+def test_the_detector_loads_the_wrapped_model_and_finds_the_expected_sights() -> None:
     metadata = base_metadata(NAMES, S)
     metadata.update(backbone="ultralytics YOLO", score_threshold=0.5)
     detector = Detector.from_bytes(set_metadata(wrap_yolo_onnx(fake_yolo_onnx(), S, 3), metadata))
@@ -184,7 +188,8 @@ def test_the_detector_loads_the_wrapped_model_and_finds_the_expected_sights():
     (lambda: fake_yolo_onnx(), 4, r"4 \+ 4, N\].*got \['batch', 7"),
     (lambda: fake_yolo_onnx(image_size=96), 3, "64 x 64"),
 ])
-def test_exports_that_cannot_meet_the_contract_are_refused(model, classes, message):
+def test_exports_that_cannot_meet_the_contract_are_refused(model: Callable[[], bytes], classes: int,
+                                                            message: str) -> None:
     with pytest.raises(TrainingError, match=message):
         wrap_yolo_onnx(model(), S, classes)
 
@@ -193,6 +198,7 @@ def test_exports_that_cannot_meet_the_contract_are_refused(model, classes, messa
 
 class _FakeTrainer:
     loss_names = ("box_loss", "cls_loss", "dfl_loss")
+    tloss: np.ndarray | None
 
     def __init__(self, epochs: int, batches: int) -> None:
         self.epoch, self.epochs, self.tloss = 0, epochs, None
@@ -249,7 +255,7 @@ class FakeYOLO:
 
 
 @pytest.fixture
-def fake_ultralytics(monkeypatch):
+def fake_ultralytics(monkeypatch: pytest.MonkeyPatch) -> type[FakeYOLO]:
     FakeYOLO.calls = []
     module = types.ModuleType("ultralytics")
     module.YOLO = FakeYOLO  # type: ignore[attr-defined]
@@ -257,19 +263,22 @@ def fake_ultralytics(monkeypatch):
     return FakeYOLO
 
 
-def _small_set():
+def _small_set() -> TrainingSet:
     images = make_images(6, 4, seed=5, size=S)
     data, _ = render("red disc", np.random.default_rng(9), S)
     images.append(TrainingImage("level-only", lambda: data, [Label("red disc", None)]))
-    return assemble_training_set(images, city=None, min_images_per_label=2, decode_size=S)
+    training_set: TrainingSet = assemble_training_set(images, city=None, min_images_per_label=2,
+                                                      decode_size=S)
+    return training_set
 
 
-def test_train_detector_yolo_writes_yolo_data_trains_wraps_and_evaluates(fake_ultralytics):
+def test_train_detector_yolo_writes_yolo_data_trains_wraps_and_evaluates(
+        fake_ultralytics: type[FakeYOLO]) -> None:
     training_set = _small_set()
     # sorted classes: blue square, green triangle, red disc -> B, G, R channels
     fake_ultralytics.class_channels = [2, 1, 0]
     config = TrainConfig(epochs=2, image_size=S, batch_size=4, threads=1, seed=3)
-    events = []
+    events: list[TrainProgress] = []
     trained = train_detector_yolo(training_set, config, events.append, city="Testville")
     calls = dict(fake_ultralytics.calls)
     assert calls["init"] == {"source": "yolo11n.pt"}
@@ -301,7 +310,8 @@ def test_train_detector_yolo_writes_yolo_data_trains_wraps_and_evaluates(fake_ul
     assert trained.metrics.top1_accuracy > 0.5
 
 
-def test_missing_ultralytics_is_a_configuration_error_with_the_install_hint(monkeypatch):
+def test_missing_ultralytics_is_a_configuration_error_with_the_install_hint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ultralytics", None)  # import fails, as when not installed
     config = TrainConfig(epochs=1, image_size=S, threads=1)
     with pytest.raises(ConfigurationError, match=r"pip install 'sightscan\[yolo\]'"):
@@ -310,7 +320,7 @@ def test_missing_ultralytics_is_a_configuration_error_with_the_install_hint(monk
         select_trainer(BackendConfig("yolo"))
 
 
-def test_select_trainer_knows_the_backends(fake_ultralytics):
+def test_select_trainer_knows_the_backends(fake_ultralytics: type[FakeYOLO]) -> None:
     assert callable(select_trainer(BackendConfig("efficientnet")))
     yolo = select_trainer(BackendConfig.from_settings(
         load_settings(sightscan_trainer=" YOLO ", sightscan_yolo_weights="yolo11s.pt")))
@@ -323,7 +333,7 @@ def test_select_trainer_knows_the_backends(fake_ultralytics):
 
 # ------------------------------------------------------------------ isolation
 
-def test_the_default_backend_never_imports_ultralytics(tmp_path):
+def test_the_default_backend_never_imports_ultralytics(tmp_path: Path) -> None:
     stand_in = tmp_path / "ultralytics"
     stand_in.mkdir()
     (stand_in / "__init__.py").write_text("\"\"\"Stand-in: importing it leaves a trace.\"\"\"\n")
@@ -358,7 +368,7 @@ def test_the_default_backend_never_imports_ultralytics(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # ultralytics' own deprecation and user warnings
-def test_real_ultralytics_training_yields_a_sightscan_model():
+def test_real_ultralytics_training_yields_a_sightscan_model() -> None:
     pytest.importorskip("ultralytics")
     training_set = assemble_training_set(make_images(12, 8, seed=0, size=S), city=None,
                                          min_images_per_label=5, decode_size=S)

@@ -54,7 +54,8 @@ def _train_model() -> bytes:
     trained = train_detector(training_set, TrainConfig(
         epochs=20, image_size=MODEL_SIZE, batch_size=8, lr=1e-2, threads=1,
         frozen_blocks=3, seed=0))
-    return trained.onnx
+    onnx: bytes = trained.onnx
+    return onnx
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,11 +19,12 @@ BOX_TOLERANCE = 0.02
 
 def photo(shape: str | None, seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
     """A generated PNG photo (bigger than the model input, not square: a real stretch)."""
+    data: bytes
     data, _ = render(shape, np.random.default_rng(seed), size)
     return data
 
 
-def assert_same_detections(page: list[dict], python: list[Detection]) -> None:
+def assert_same_detections(page: list[dict[str, Any]], python: list[Detection]) -> None:
     assert [d["label"] for d in page] == [d.label for d in python]
     for ours, theirs in zip(page, python, strict=True):
         expected = [theirs.box.x1, theirs.box.y1, theirs.box.x2, theirs.box.y2]

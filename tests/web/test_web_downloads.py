@@ -18,6 +18,7 @@ DOWNLOAD_SHOWN = "!document.getElementById('download').hidden"
 
 
 def photo(shape: str, seed: int) -> bytes:
+    data: bytes
     data, _ = render(shape, np.random.default_rng(seed), (320, 240))
     return data
 

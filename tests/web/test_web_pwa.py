@@ -16,6 +16,7 @@ from sightscan.web import WEB_ROOT
 
 
 def photo(shape: str | None, seed: int) -> bytes:
+    data: bytes
     data, _ = render(shape, np.random.default_rng(seed), (320, 240))
     return data
 

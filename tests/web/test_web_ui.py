@@ -23,6 +23,7 @@ DROP = """async ([b64, name, type, kind]) => {
 
 
 def photo(shape: str | None, seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
+    data: bytes
     data, _ = render(shape, np.random.default_rng(seed), size)
     return data
 
@@ -57,7 +58,7 @@ def test_a_dropped_or_pasted_photo_is_detected(web: WebPage, web_model: WebModel
 
 def test_a_dropped_file_that_is_not_a_photo_is_refused_and_nothing_sent(web: WebPage) -> None:
     sent: list[str] = []
-    web.page.on("request", lambda r: r.method == "POST" and sent.append(r.url))
+    web.page.on("request", lambda r: r.method == "POST" and sent.append(r.url))  # type: ignore[func-returns-value]
     web.open()
     web.choose_city()
     send(web, b"%PDF-1.4 not a photo", "ticket.pdf", "application/pdf", "drop")

@@ -62,7 +62,7 @@ class WebPage:
         return result
 
 
-GAZETTEER = [
+GAZETTEER: list[dict[str, Any]] = [
     {"key": "LISBON", "name": "Lisbon", "country": "PT", "population": 545796},
     {"key": "MUNICH", "name": "Munich", "country": "DE", "population": 1471508},
     {"key": "MUNSTER", "name": "Münster", "country": "DE", "population": 315293},
@@ -202,7 +202,7 @@ def open_context(chromium: Any, server: str, **options: Any) -> tuple[Any, WebPa
     page = context.new_page()
     page.set_default_timeout(20_000)
     web_page = WebPage(page, server)
-    page.on("console", lambda m: m.type == "error" and web_page.errors.append(m.text))
+    page.on("console", lambda m: m.type == "error" and web_page.errors.append(m.text))  # type: ignore[func-returns-value]
     page.on("pageerror", lambda exc: web_page.errors.append(str(exc)))
 
     def count_model_downloads(request: Any) -> None:

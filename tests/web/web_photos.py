@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -45,8 +47,10 @@ def training_images(per_class: int, negatives: int, seed: int, size: int) -> lis
     for shape in SHAPES:
         for k in range(per_class):
             data, box = render(shape, rng, (size, size))
-            images.append(TrainingImage(f"{shape}-{k}", lambda d=data: d, [Label(shape, box)]))
+            load = cast("Callable[[], bytes]", lambda d=data: d)
+            images.append(TrainingImage(f"{shape}-{k}", load, [Label(shape, box)]))
     for k in range(negatives):
         data, _ = render(None, rng, (size, size))
-        images.append(TrainingImage(f"none-{k}", lambda d=data: d, []))
+        load = cast("Callable[[], bytes]", lambda d=data: d)
+        images.append(TrainingImage(f"none-{k}", load, []))
     return images
