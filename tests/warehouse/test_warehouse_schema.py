@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -21,3 +23,24 @@ def _differences(engine: Engine) -> list[Any]:
 
 def test_the_migrated_database_has_exactly_the_models_schema(warehouse_engine: Engine) -> None:
     assert _differences(warehouse_engine) == []
+
+
+def _migrate_after(barrier: Any, url: str) -> None:
+    from sightscan.warehouse.db import make_engine, upgrade
+
+    engine = make_engine(url)
+    barrier.wait(timeout=60)
+    upgrade(engine)
+    engine.dispose()
+
+
+def test_processes_started_together_on_one_sqlite_file_all_migrate(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(6)
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    processes = [context.Process(target=_migrate_after, args=(barrier, url)) for _ in range(6)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0] * 6

@@ -18,6 +18,25 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x5167_5CA1  # any constant shared by every SightScan process
 
 
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """Processes started together on one SQLite file (`sightscan up`) migrate one at a time.
+
+    SQLite has no advisory lock; without this, two processes can both see an empty file
+    and both create `alembic_version`. A lock file beside the database serialises them.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    with open(lock_path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while a worker writes; busy_timeout makes writers wait, not fail.
@@ -94,7 +113,7 @@ def _upgrade(engine: Engine, revision: str) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with _sqlite_migration_lock(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Processes started together (API, workers, refresher) migrate one at a time;
             # the lock is released when this transaction (with its DDL) commits.
