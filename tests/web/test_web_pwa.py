@@ -30,6 +30,8 @@ def test_the_page_meets_chromiums_install_criteria(web: WebPage) -> None:
     assert [e["errorId"] for e in errors if e["errorId"] != "in-incognito"] == []
     manifest = cdp.send("Page.getAppManifest")
     assert manifest["errors"] == []
+    # COOP/COEP: SharedArrayBuffer, so onnxruntime-web runs on several threads.
+    assert web.page.evaluate("globalThis.crossOriginIsolated") is True
     assert web.errors == []
 
 

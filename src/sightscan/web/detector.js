@@ -7,7 +7,11 @@
 
 import * as ort from "./vendor/ort.wasm.bundle.min.mjs";
 
-ort.env.wasm.numThreads = 1; // no SharedArrayBuffer, so no cross-origin isolation needed
+// Several threads where the page is cross-origin isolated (the server sends COOP/COEP),
+// else one: SharedArrayBuffer, which the threads share, needs that isolation.
+ort.env.wasm.numThreads = globalThis.crossOriginIsolated
+  ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1))
+  : 1;
 ort.env.wasm.wasmPaths = {
   wasm: new URL("./vendor/ort-wasm-simd-threaded.wasm", import.meta.url).href,
 };

@@ -89,6 +89,10 @@ class WebFiles(CompressedFiles):
         if path.endswith((".py", ".pyc")) or "__pycache__" in path:
             raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
+        # Cross-origin isolation gives the page SharedArrayBuffer, so onnxruntime-web runs
+        # the model on several threads; the page loads nothing from other origins.
+        response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        response.headers["Cross-Origin-Embedder-Policy"] = "require-corp"
         if path.endswith("sw.js"):
             # The service worker must be re-checked on every visit to pick up a new app.
             response.headers["Cache-Control"] = "no-cache"
