@@ -57,6 +57,10 @@ HONOURED = [
     ("SIGHTSCAN_BLOB_URL", "s3://bucket/blobs", "blob_url", "s3://bucket/blobs"),
     ("SIGHTSCAN_NEGATIVES_DIR", "/srv/everyday", "sightscan_negatives_dir",
      Path("/srv/everyday")),
+    ("SIGHTSCAN_EVERYDAY_CATEGORIES", " Quality images of cats |Food,  drinks||",
+     "everyday_categories", ("Quality images of cats", "Food, drinks")),
+    ("SIGHTSCAN_EVERYDAY_POOL_SIZE", "50", "sightscan_everyday_pool_size", 50),
+    ("SIGHTSCAN_EVERYDAY_AUTO_FETCH", "true", "sightscan_everyday_auto_fetch", True),
 ]
 
 
@@ -86,6 +90,9 @@ def test_defaults_without_any_variable() -> None:
     assert settings.min_labelled_images_needed_for_training == 50
     assert settings.is_mts_gpu_enabled is False
     assert settings.maps_key is None and settings.pgpassword is None
+    # offline by default: no everyday pool is fetched unless asked for
+    assert settings.sightscan_everyday_auto_fetch is False
+    assert len(settings.everyday_categories) == 11 and settings.sightscan_everyday_pool_size == 200
 
 
 def test_embedded_default_is_sqlite_in_the_data_dir(monkeypatch: pytest.MonkeyPatch,
@@ -148,6 +155,8 @@ INVALID = [
     ("SIGHTSCAN_DISCOVERY", "crystal-ball"),
     ("SIGHTSCAN_PHOTO_SOURCE", "dreams"),
     ("SIGHTSCAN_MAX_UPLOAD_BYTES", "0"),
+    ("SIGHTSCAN_EVERYDAY_CATEGORIES", " | "),
+    ("SIGHTSCAN_EVERYDAY_POOL_SIZE", "0"),
 ]
 
 

@@ -191,6 +191,22 @@ def import_dataset(
         console.print(f"  skipped {count} x {reason}", markup=False, highlight=False)
 
 
+@app.command("crawl-everyday")
+@handle_errors
+def crawl_everyday(
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="Photos to fetch (default SIGHTSCAN_EVERYDAY_POOL_SIZE)."),
+    ] = None,
+) -> None:
+    """Fetch the everyday pool: open-licence Commons photos of no sight, negatives for every
+    city's training (SIGHTSCAN_EVERYDAY_CATEGORIES); photos already stored are kept once."""
+    from sightscan.crawler.everyday import fetch_everyday_pool
+
+    report = fetch_everyday_pool(_warehouse(), limit=limit)
+    console.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 @handle_errors
 def train(city: Annotated[str, typer.Argument(help="City to train a model for.")]) -> None:

@@ -23,6 +23,13 @@ from sightscan.errors import ConfigurationError
 DISCOVERIES = ("static", "osm", "places", "wikidata", "folder")
 AUTO_DISCOVERY = "auto"  # places (when MAPS_KEY is set), then wikidata, then osm
 PHOTO_SOURCES = ("commons", "folder")
+# Wikimedia Commons categories of curated everyday photos (no sight of any city) that hold
+# files themselves, not only subcategories; "|" separates them (no Commons title has one).
+DEFAULT_EVERYDAY_CATEGORIES = "|".join(
+    f"Quality images of {subject}"
+    for subject in ("food", "cats", "dogs", "horses", "birds", "flowers", "automobiles",
+                    "objects", "clocks", "men", "women")
+)
 
 # The one list of allowed values of each choice; factories and validation both read it.
 LabellerName = Literal["weak", "vision"]
@@ -109,6 +116,11 @@ class Settings(BaseSettings):
     sightscan_yolo_weights: str = "yolo11n.pt"
     # folder of everyday photos (no sight of any city), negatives for every city's training
     sightscan_negatives_dir: Path | None = None
+    # Wikimedia Commons categories of the everyday pool (`sightscan crawl-everyday`), "|" between
+    sightscan_everyday_categories: str = DEFAULT_EVERYDAY_CATEGORIES
+    sightscan_everyday_pool_size: PositiveInt = 200  # photos one everyday pool fetch aims at
+    # fetch the everyday pool once, after a city's crawl, while the pool is empty (needs network)
+    sightscan_everyday_auto_fetch: bool = False
     # --- public API hardening (harden-api)
     # Largest body of any request that is not a photo upload (JSON), refused with 413 unread.
     sightscan_max_json_bytes: PositiveInt = 256 * 1024
@@ -157,6 +169,14 @@ class Settings(BaseSettings):
     def _choice_in_any_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("sightscan_everyday_categories")
+    @classmethod
+    def _some_categories(cls, value: str) -> str:
+        names = [" ".join(part.split()) for part in value.split("|") if part.strip()]
+        if not names:
+            raise ValueError("expected Commons category names separated by |")
+        return "|".join(names)
+
     @field_validator("sightscan_trusted_proxies")
     @classmethod
     def _parsable_proxies(cls, value: str) -> str:
@@ -178,6 +198,11 @@ class Settings(BaseSettings):
             for part in self.sightscan_trusted_proxies.split(",")
             if part.strip()
         )
+
+    @property
+    def everyday_categories(self) -> tuple[str, ...]:
+        """SIGHTSCAN_EVERYDAY_CATEGORIES as a tuple of category names."""
+        return tuple(self.sightscan_everyday_categories.split("|"))
 
     @property
     def database_sqlalchemy_url(self) -> URL:

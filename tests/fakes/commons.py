@@ -31,6 +31,7 @@ class FakeCommons:
         self.files = files
         self.errors: list[Reply] = []  # replies served before normal answers (maxlag, ...)
         self.page_cap = 50  # at most this many pages per answer, whatever the limit asked
+        self.failing: dict[str, Reply] = {}  # category title -> what listing it answers
         server.route("GET", API_PATH, self.handle)
         for index, file in enumerate(files):
             server.route("GET", self.thumb_path(index), file.reply)
@@ -51,6 +52,8 @@ class FakeCommons:
             offset_key, limit_key = "gsroffset", "gsrlimit"
         elif generator == "categorymembers":
             title = request.param("gcmtitle")
+            if title in self.failing:
+                return self.failing[title]
             matches = [i for i, f in enumerate(self.files)
                        if f.category and f"Category:{f.category}" == title]
             offset_key, limit_key = "gcmcontinue", "gcmlimit"

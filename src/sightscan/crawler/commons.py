@@ -4,7 +4,8 @@ Two strategies fill a sight's quota: a full-text file search ("<sight> <city>
 filetype:bitmap"), then the files of `Category:<sight>`. `continue` is followed, the API's
 {"error": {"code", "info"}} shape is translated, and `maxlag` errors are retried after the
 server's Retry-After (capped). Photos are the 1024 px thumbnails, licence and author from
-extmetadata.
+extmetadata. `category_photos` lists a category's files (the everyday pool), and
+`is_open_licence` tells the licences whose photos may be kept without asking anyone.
 """
 
 from __future__ import annotations
@@ -33,11 +34,25 @@ IMAGE_MIMES = frozenset(
 )
 MAX_BATCH = 50  # thumbnails per API request (the API scales at most 50 per request)
 _TAGS = re.compile(r"<[^>]*>")
+# CC0, public domain (PD-self, PD-old-70, ...), CC BY and CC BY-SA in any version or port;
+# not NC or ND, not GFDL/FAL alone. Matched on the licence's short name, words normalised.
+_OPEN_LICENCE = re.compile(
+    r"cc0\b.*|cc zero\b.*|public domain\b.*|pd\b.*|cc pdm\b.*|cc by(?: sa)?(?: \d.*)?"
+)
 
 
 def strip_html(value: str) -> str:
     """Plain text of an extmetadata HTML value (tags removed, entities decoded, one line)."""
     return " ".join(html.unescape(_TAGS.sub(" ", value)).split())
+
+
+def is_open_licence(short_name: str | None) -> bool:
+    """True for CC0, public domain, CC BY and CC BY-SA (as extmetadata's LicenseShortName
+    names them: "CC BY-SA 4.0", "Public domain", "CC0"); False for anything else or none."""
+    if not short_name:
+        return False
+    words = " ".join(re.sub(r"[-_/]", " ", short_name.casefold()).split())
+    return _OPEN_LICENCE.fullmatch(words) is not None
 
 
 class CommonsPhotoSource:
@@ -86,6 +101,12 @@ class CommonsPhotoSource:
                     yield candidate
                 if len(seen) >= limit:
                     return
+
+    def category_photos(self, category: str, limit: int) -> Iterator[PhotoCandidate]:
+        """Up to `limit` bitmap files of `Category:<category>` (not its subcategories)."""
+        title = category if category.startswith("Category:") else f"Category:{category}"
+        strategy = {"generator": "categorymembers", "gcmtitle": title, "gcmtype": "file"}
+        yield from self._pages(strategy, limit)
 
     def _pages(self, strategy: dict[str, str], limit: int) -> Iterator[PhotoCandidate]:
         params: dict[str, Any] = {

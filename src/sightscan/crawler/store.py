@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from sightscan.crawler.commons import CommonsPhotoSource
 from sightscan.crawler.crawl import crawl_city
 from sightscan.crawler.errors import NoSightsFoundError
+from sightscan.crawler.everyday import fetch_everyday_pool
 from sightscan.crawler.factory import CrawlerConfig, build_discovery, make_photo_source
 from sightscan.crawler.folder import FolderSource
 from sightscan.crawler.types import CrawledPhoto, PhotoSource
+from sightscan.errors import ExternalServiceError
 from sightscan.http import make_client
 from sightscan.pipeline import FollowUp, Stage, StageResult, StageRun
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import city_request, find_city
+from sightscan.warehouse.everyday import everyday_pool_size
 from sightscan.warehouse.images import NewImage, add_image
 from sightscan.warehouse.marts import refresh_marts
 from sightscan.warehouse.sights import SightInfo, keep_sight_info
+
+log = logging.getLogger(__name__)
 
 
 def warehouse_sink(
@@ -89,6 +98,11 @@ def run_crawl_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
             max_photo_bytes=settings.sightscan_max_upload_bytes,
             max_pixels=settings.sightscan_max_image_pixels,
         )
+        everyday = (
+            _everyday_pool_once(warehouse, client, run.check_stop)
+            if settings.sightscan_everyday_auto_fetch and isinstance(source, CommonsPhotoSource)
+            else None
+        )
     with warehouse.transaction() as session:
         keep_sight_info(
             session, city, (SightInfo(s.name, s.description, s.url) for s in report.discovered)
@@ -100,9 +114,27 @@ def run_crawl_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
         "duplicates": report.duplicates,
         "skipped": report.photos_skipped,
     }
+    if everyday is not None:
+        counts["everyday_stored"] = everyday
     if report.photos_stored or report.duplicates:
         return StageResult(counts, FollowUp(Stage.LABEL, {"mode": "new"}))
     return StageResult(counts)
+
+
+def _everyday_pool_once(
+    warehouse: Warehouse, client: httpx.Client, check_stop: Callable[[], None]
+) -> int | None:
+    """Fill the everyday pool while it is empty (SIGHTSCAN_EVERYDAY_AUTO_FETCH), after a
+    crawl that reached the network; photos stored, None when the pool was already there.
+    A failure is logged, never the crawl's: the city trains without the pool."""
+    with warehouse.transaction() as session:
+        if everyday_pool_size(session):
+            return None
+    try:
+        return fetch_everyday_pool(warehouse, client=client, before_each=check_stop).stored
+    except ExternalServiceError as exc:
+        log.warning("everyday pool not fetched, training goes on without it: %s", exc)
+        return 0
 
 
 def _display_name(city: str) -> str:

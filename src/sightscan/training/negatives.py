@@ -83,6 +83,7 @@ def background_crops(images: Sequence[TrainingImage], limit: int) -> list[Traini
     return crops
 
 
+EVERYDAY_KEY = "everyday:"  # training keys of everyday scenes (no sight of any city)
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -97,5 +98,5 @@ def folder_negatives(folder: Path, limit: int) -> list[TrainingImage]:
     paths = sorted(p for p in folder.rglob("*") if p.is_file()
                    and p.suffix.lower() in PHOTO_SUFFIXES)
     step = max(1, len(paths) // limit)
-    return [TrainingImage(f"everyday:{p.relative_to(folder)}", p.read_bytes, [])
+    return [TrainingImage(f"{EVERYDAY_KEY}{p.relative_to(folder)}", p.read_bytes, [])
             for p in paths[::step][:limit]]

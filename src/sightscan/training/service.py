@@ -25,11 +25,12 @@ from sightscan.training.credits import photo_credits, photos_per_class
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import set_metadata
-from sightscan.training.negatives import background_crops, folder_negatives
+from sightscan.training.negatives import EVERYDAY_KEY, background_crops, folder_negatives
 from sightscan.training.quantize import ServedModel, choose_served_model
 from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
+from sightscan.warehouse.everyday import everyday_negatives
 from sightscan.warehouse.marts import negative_images, refresh_marts, training_images
 from sightscan.warehouse.models import MartTrainingImage
 from sightscan.warehouse.registry import warehouse_detector
@@ -38,7 +39,7 @@ from sightscan.warehouse.versions import add_model_version, latest_model_version
 log = logging.getLogger(__name__)
 NEGATIVES_PER_POSITIVE = 0.5
 CROPS_PER_POSITIVE = 0.25  # background crops fill up to this many negatives per photo
-EVERYDAY_PER_POSITIVE = 0.25  # photos from SIGHTSCAN_NEGATIVES_DIR, on top of the rest
+EVERYDAY_PER_POSITIVE = 0.25  # everyday scenes (pool, SIGHTSCAN_NEGATIVES_DIR), on top
 VAL_FRACTION = 0.15  # as benchmarks/detector.py, whose numbers the README reports
 DECODE_SIZE = 320
 
@@ -98,20 +99,28 @@ def _as_training_image(
 
 
 def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingImage]:
-    """The city's labelled photos plus negatives: other cities' photos, else background crops."""
+    """The city's labelled photos plus negatives: other cities' photos, else background
+    crops, and everyday scenes (the warehouse's everyday pool, SIGHTSCAN_NEGATIVES_DIR)."""
+    everyday_dir = warehouse.settings.sightscan_negatives_dir
     with warehouse.transaction() as session:
         rows = training_images(session, city_id=city_id)
         limit = int(len(rows) * NEGATIVES_PER_POSITIVE)
         negatives = negative_images(session, city_id=city_id, limit=limit) if limit else []
+        # Everyday scenes: "no sight" for every city, alone or not. One share for both
+        # sources; with an operator's folder too, the pool gives half of it.
+        everyday_wanted = int(len(rows) * EVERYDAY_PER_POSITIVE)
+        pool_share = everyday_wanted - everyday_wanted // 2 if everyday_dir else everyday_wanted
+        pool = everyday_negatives(session, limit=pool_share)
     load = warehouse.blobs.get
     positives = [_as_training_image(r, load) for r in rows]
     images = positives + [_as_training_image(r, load, negative=True) for r in negatives]
     crops_wanted = int(len(rows) * CROPS_PER_POSITIVE) - len(negatives)
     if crops_wanted > 0:
         images += background_crops(positives, crops_wanted)
-    everyday_dir = warehouse.settings.sightscan_negatives_dir
-    if everyday_dir is not None:  # everyday scenes: "no sight" for every city, alone or not
-        images += folder_negatives(everyday_dir, int(len(rows) * EVERYDAY_PER_POSITIVE))
+    images += [TrainingImage(f"{EVERYDAY_KEY}pool/{p.image_id}", partial(load, p.blob_key), [])
+               for p in pool]
+    if everyday_dir is not None:
+        images += folder_negatives(everyday_dir, everyday_wanted - len(pool))
     return images
 
 
@@ -172,6 +181,10 @@ def train_city(
         "val_images": len(training_set.val),
         "dropped_classes": len(training_set.dropped_classes),
         "corrupt_images": len(training_set.corrupt_images),
+        "everyday_negatives": sum(  # everyday scenes among the negatives: pool and folder
+            sample.key.startswith(EVERYDAY_KEY) for sample in (*training_set.train,
+                                                                *training_set.val)
+        ),
         "seconds": round(time.monotonic() - started, 1),
     }
     phase("checking the int8 model", 0, 0)

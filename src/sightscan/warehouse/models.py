@@ -5,7 +5,9 @@
   not yet refreshed, so its cost follows what changed, not what is stored.
 - integration layer: a star schema: `dim_city`, `dim_sight`, `dim_image` (unique by content
   hash and by source URL), `fact_sights` (city, sight, image, resolution, time), `labels`
-  (boxes relative to the image), `fact_models` (city, version, blob).
+  (boxes relative to the image), `fact_models` (city, version, blob), and
+  `everyday_images`: the everyday pool, images of no city (no sight of any), negatives
+  for every city's training.
 - data mart layer: `mart_training_images` (per-city training input) and `mart_city_models`
   (current model per city: the API's input and the list of supported cities).
 Operational tables: `city_requests`, `vision_calls`, `jobs`, `labelling_log`, `workers`.
@@ -96,6 +98,15 @@ class FactSight(Base):
     origin: Mapped[str] = mapped_column(String(20))  # crawler | user | import
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class EverydayImage(Base):
+    """A photo of the everyday pool: in dim_image like every image, but of no city."""
+
+    __tablename__ = "everyday_images"
+    image_id: Mapped[int] = mapped_column(ForeignKey("dim_image.id"), primary_key=True)
+    category: Mapped[str] = mapped_column(String(200))  # where it came from (Commons category)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
