@@ -108,7 +108,7 @@ def test_crawl_everyday_fetches_the_pool_and_says_what_it_did(
     monkeypatch.setenv("SIGHTSCAN_COMMONS_URL", fake_server.url + API_PATH)
     result = CliRunner().invoke(app, ["crawl-everyday", "--limit", "1"])
     assert result.exit_code == 0, result.output
-    assert "everyday pool: 1 stored, 0 already stored, 0 skipped; 1 photos in the pool" in (
+    assert "everyday pool: 1 stored, 0 already stored, 0 skipped; 1 photo in the pool" in (
         " ".join(result.stdout.split()))
 
 

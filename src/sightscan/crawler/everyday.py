@@ -54,7 +54,7 @@ class EverydayReport:
                             sorted(self.skipped.items()))
         return (f"everyday pool: {self.stored} stored, {self.duplicates} already stored, "
                 f"{sum(self.skipped.values())} skipped{f' ({skipped})' if skipped else ''}; "
-                f"{self.pool_size} photos in the pool")
+                f"{self.pool_size} photo{'' if self.pool_size == 1 else 's'} in the pool")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +159,9 @@ def fetch_everyday_pool(
     """Fetch up to `limit` (default SIGHTSCAN_EVERYDAY_POOL_SIZE) everyday photos from the
     SIGHTSCAN_EVERYDAY_CATEGORIES into the pool; photos already stored count as duplicates.
 
-    `source` (else one on `client`, else on a client of its own) talks to
-    SIGHTSCAN_COMMONS_URL. Raises ExternalServiceError, with nothing stored, when Commons
-    cannot be reached.
+    Commons is SIGHTSCAN_COMMONS_URL, asked on `client` (else a client of its own), unless
+    a ready `source` is given. Raises ExternalServiceError, with nothing stored, when
+    Commons cannot be reached. `before_each` runs before every few downloads (a stop check).
     """
     settings = warehouse.settings
     with ExitStack() as stack:
