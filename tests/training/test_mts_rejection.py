@@ -55,6 +55,22 @@ def test_the_graph_gate_and_the_numpy_gate_agree() -> None:
     assert np.array_equal(graph, (gate.class_similarity(raw) >= 0.9).astype(np.float32))
 
 
+def test_a_photo_closer_to_a_negative_than_to_the_sight_is_refused() -> None:
+    negatives = _unit([[0, 0, 1]])
+    gate = Gate(_gate(0.0).bank, np.array([0, 0, 1]), np.full(2, 0.0, np.float32),
+                np.zeros(3, np.float32), negatives, 0.05)
+    raw = np.array([[1.0, 0.0, 0.2],  # the sight, a little like the negative: kept
+                    [0.6, 0.0, 1.0],  # more like the negative than like the sight: refused
+                    [0.0, 0.8, 0.82]], np.float32)  # within the margin of sight 1: kept
+    keeps = gate.keeps(raw)
+    assert keeps[0, 0] and not keeps[1].any() and keeps[2, 1]
+    graph = GateModule(gate)(torch.from_numpy(raw), torch.ones(3, 1, 2))[:, 0].numpy()
+    assert np.array_equal(graph, keeps.astype(np.float32))
+    opened = GateModule(Gate(gate.bank, gate.bank_classes, np.full(2, DISABLED, np.float32),
+                             gate.centre))  # no negatives: the rule never refuses
+    assert bool(torch.all(opened(torch.from_numpy(raw), torch.ones(3, 1, 2)) == 1))
+
+
 def test_k_centres_cover_the_spread_of_a_class() -> None:
     points = _unit([[1, 0], [0.99, 0.01], [0.98, 0.02], [0, 1]])
     picked = k_centres(points, 2)
