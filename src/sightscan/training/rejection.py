@@ -5,10 +5,12 @@ negatives it saw; a photo unlike everything in training (a cat, a coffee cup, an
 city's tower) can still score high for some sight. The gate compares the photo's pooled
 backbone features (an embedding) with each sight's training photos (cosine similarity,
 nearest neighbour) and zeroes that sight's scores when the photo is not close enough to
-any of them, or is closer to one of the training negatives (background crops, everyday
-scenes, other cities' photos) than to the sight. It needs no other city's photos: the
-threshold and the negatives' margin are calibrated on the city's own held-out photos so
-that at least `KEEP_RATE` of them keep their sight.
+any of them, or when its nearest training photo is a rival: another sight's photo or a
+negative photo (background crops, everyday scenes, other cities' photos), by more than a
+small margin. The embedding is the pooled stride-32 features of the frozen ImageNet
+backbone: general enough to tell a cat, a cup or another city's tower from the city's
+sights. It needs no other city's photos: the threshold is calibrated on the city's own
+held-out photos so that at least `KEEP_RATE` of them keep their sight.
 
 The bank of embeddings and the threshold are constants inside the exported ONNX graph,
 so the Python client, the API and the browser all get the gate with the contract unchanged.
@@ -33,7 +35,8 @@ MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the 
 MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
 MAX_NEGATIVES = 128  # bank entries of negative photos
 DISABLED = -2.0  # a threshold under any cosine similarity: the gate lets everything through
-NO_NEGATIVE_RULE = 8.0  # a negatives' margin no similarity difference reaches
+RIVAL_MARGIN = 0.05  # a rival must be this much closer to refuse (chosen on three real sets)
+NO_RIVAL_RULE = 8.0  # a rival margin no similarity difference reaches: the rule is off
 _NOT_THIS_CLASS = -4.0  # similarity given to other sights' bank entries
 
 
@@ -46,7 +49,7 @@ class Gate:
     thresholds: np.ndarray  # float32 [C]
     centre: np.ndarray  # float32 [D], subtracted from raw embeddings before normalising
     negatives: np.ndarray | None = None  # float32 [K, D] unit rows of negative photos
-    negative_margin: float = NO_NEGATIVE_RULE  # kept only if similarity + margin > negatives'
+    rival_margin: float = NO_RIVAL_RULE  # kept only if similarity + margin > every rival's
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw pooled features [B, D] -> centred, L2-normalised embeddings (as in the graph)."""
@@ -75,24 +78,34 @@ class Gate:
     def keeps(self, raw: np.ndarray) -> np.ndarray:
         """[B, D] raw pooled features -> bool [B, C]: which sights the gate lets through."""
         best = self.class_similarity(raw)
-        negative = self.negative_similarity(raw)[:, None]
-        kept: np.ndarray = (best >= self.thresholds) & (best + self.negative_margin > negative)
+        rival = rival_similarity(best, self.negative_similarity(raw))
+        kept: np.ndarray = (best >= self.thresholds) & (best + self.rival_margin > rival)
         return kept
 
     def metadata(self, calibration: dict[str, Any]) -> dict[str, Any]:
         """What the model metadata says about the gate."""
         return {
-            "method": "cosine nearest neighbour of the pooled stride-32 features to each "
-                      "sight's training photos and to the negative photos; a sight's scores "
-                      "are zeroed below its threshold or when a negative is closer (margin)",
+            "method": "cosine nearest neighbour of the pooled stride-32 ImageNet features to "
+                      "each sight's training photos and to the negative photos; a sight's "
+                      "scores are zeroed below its threshold or when a rival (another sight "
+                      "or a negative) is closer by more than the margin",
             "bank_size": int(len(self.bank)),
             "negative_bank_size": 0 if self.negatives is None else int(len(self.negatives)),
-            "negative_margin": round(float(self.negative_margin), 4),
+            "rival_margin": round(float(self.rival_margin), 4),
             "embedding_dim": int(self.bank.shape[1]),
             "thresholds": [round(float(t), 4) for t in self.thresholds],
             "keep_rate_target": KEEP_RATE,
             **calibration,
         }
+
+
+def rival_similarity(best: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """[B, C] best similarity per sight, [B] to a negative -> [B, C] the best rival's:
+    the closest other sight or negative photo."""
+    others = np.where(np.eye(best.shape[1], dtype=bool)[None], _NOT_THIS_CLASS,
+                      best[:, None, :]).max(axis=2)
+    rival: np.ndarray = np.maximum(others, negative[:, None])
+    return rival
 
 
 class GateModule(torch.nn.Module):
@@ -102,8 +115,9 @@ class GateModule(torch.nn.Module):
     mask: torch.Tensor
     centre: torch.Tensor
     negatives: torch.Tensor
+    not_self: torch.Tensor
     rejection_threshold: torch.Tensor
-    negative_margin: torch.Tensor
+    rival_margin: torch.Tensor
 
     def __init__(self, gate: Gate) -> None:
         super().__init__()
@@ -113,14 +127,19 @@ class GateModule(torch.nn.Module):
         self.register_buffer("bank", torch.from_numpy(gate.bank.T.copy()))  # [D, M]
         self.register_buffer("mask", torch.from_numpy(mask))  # [M, C]
         self.register_buffer("centre", torch.from_numpy(gate.centre.reshape(1, -1).copy()))
-        negatives, margin = gate.negatives, gate.negative_margin
-        if negatives is None or not len(negatives):  # one dummy row the margin never lets win
-            negatives, margin = np.zeros((1, len(gate.centre)), np.float32), NO_NEGATIVE_RULE
+        negatives = gate.negatives
+        if negatives is None or not len(negatives):  # a dummy row unlike every photo
+            negatives = np.zeros((1, len(gate.centre)), np.float32)
+            negatives[0, 0] = _NOT_THIS_CLASS  # (unit rows: a similarity of -4 and less)
         self.register_buffer("negatives", torch.from_numpy(negatives.T.copy()))  # [D, K]
+        # [1, C, C]: _NOT_THIS_CLASS on the diagonal, so a sight is not its own rival
+        self.register_buffer("not_self", torch.from_numpy(
+            (np.eye(classes, dtype=np.float32) * (_NOT_THIS_CLASS - 4.0))[None]))
         # named initializers, so operators can move them without retraining (export.py)
         self.register_buffer("rejection_threshold",
                              torch.from_numpy(gate.thresholds.astype(np.float32)))
-        self.register_buffer("negative_margin", torch.tensor([margin], dtype=torch.float32))
+        self.register_buffer("rival_margin",
+                             torch.tensor([gate.rival_margin], dtype=torch.float32))
 
     def forward(self, embedding: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         unit = F.normalize(embedding - self.centre, dim=1)
@@ -128,7 +147,9 @@ class GateModule(torch.nn.Module):
         per_class = sims.unsqueeze(-1) * self.mask + (self.mask - 1.0) * -_NOT_THIS_CLASS
         best = per_class.max(dim=1).values  # [B, C]
         negative = (unit @ self.negatives).max(dim=1, keepdim=True).values  # [B, 1]
-        keep = (best >= self.rejection_threshold) & (best + self.negative_margin > negative)
+        others = (best.unsqueeze(1) + self.not_self).max(dim=2).values  # [B, C]
+        rival = torch.maximum(others, negative)
+        keep = (best >= self.rejection_threshold) & (best + self.rival_margin > rival)
         return scores * keep.to(scores.dtype).unsqueeze(1)
 
 
@@ -192,26 +213,24 @@ def build_gate(net: SightNet, train: Sequence[Sample], val: Sequence[Sample], nu
     val_raw = embed_pixels(net, [s.pixels for s in val_pos])
     sims = gate.class_similarity(val_raw)
     true_sims = np.array([sims[i, c] for i, s in enumerate(val_pos) for c in s.classes])
-    gate = Gate(gate.bank, gate.bank_classes, gate.thresholds, centre, negatives, 0.0)
-    negative_sims = np.repeat(gate.negative_similarity(val_raw),
-                              [len(s.classes) for s in val_pos])
-    # the photos allowed to lose their sight (0 under 34), half of them to each rule
+    gate = Gate(gate.bank, gate.bank_classes, gate.thresholds, centre, negatives, RIVAL_MARGIN)
+    rivals = rival_similarity(sims, gate.negative_similarity(val_raw))
+    true_rivals = np.array([rivals[i, c] for i, s in enumerate(val_pos) for c in s.classes])
+    # the photos allowed to lose their sight (0 under 34 photos): first those a rival takes,
+    # then the threshold may take the rest of the allowance
     allowed = int(len(true_sims) * (1.0 - KEEP_RATE))
-    margin = NO_NEGATIVE_RULE
-    if len(negatives):
-        closer_by = np.sort(negative_sims - true_sims)[::-1]  # > 0: a negative is closer
-        margin = max(0.0, float(closer_by[allowed // 2]) + MARGIN)
-    passing = np.sort(true_sims[true_sims + margin > negative_sims])
+    passing = np.sort(true_sims[true_sims + RIVAL_MARGIN > true_rivals])
     lost = len(true_sims) - len(passing)
-    threshold = (float(passing[min(allowed - lost, len(passing) - 1)]) - MARGIN
-                 if len(passing) and lost <= allowed else DISABLED)
+    threshold = (float(passing[min(max(0, allowed - lost), len(passing) - 1)]) - MARGIN
+                 if len(passing) else DISABLED)
     calibration: dict[str, Any] = {
         "calibrated_on": len(val_pos),
+        "held_out_lost_to_rivals": lost,
         "held_out_similarity": {"min": round(float(true_sims.min()), 4),
                                 "median": round(float(np.median(true_sims)), 4)},
     }
     gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, threshold, np.float32),
-                centre, negatives, margin)
+                centre, negatives, RIVAL_MARGIN)
     val_neg = [s for s in val if s.is_negative]
     if val_neg:
         rejected = ~gate.keeps(embed_pixels(net, [s.pixels for s in val_neg])).any(axis=1)
