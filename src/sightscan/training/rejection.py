@@ -18,8 +18,9 @@ so the Python client, the API and the browser all get the gate with the contract
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -187,10 +188,23 @@ def k_centres(points: np.ndarray, k: int) -> list[int]:
     return sorted(chosen)
 
 
-def build_gate(net: SightNet, train: Sequence[Sample], val: Sequence[Sample], num_classes: int
-               ) -> tuple[Gate, dict[str, Any]]:
-    """Banks from the training photos; threshold and margin calibrated on the held-out `val`."""
-    raw = embed_pixels(net, [s.pixels for s in train])
+Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]  # uint8 RGB photos -> raw [B, D]
+
+
+def gate_buffers(gate: Gate) -> dict[str, np.ndarray]:
+    """The gate's graph constants by initializer name ("gate.bank", ...), as exported."""
+    return {f"gate.{name}": buffer.numpy() for name, buffer in GateModule(gate).named_buffers()}
+
+
+def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequence[Sample],
+               num_classes: int) -> tuple[Gate, dict[str, Any]]:
+    """Banks from the training photos; the threshold calibrated on the held-out `val`.
+
+    `embed` is the trained network, or any function giving the same embeddings (the int8
+    model's, so that its gate matches its own features: quantize.py).
+    """
+    embedder: Embedder = partial(embed_pixels, embed) if isinstance(embed, SightNet) else embed
+    raw = embedder([s.pixels for s in train])
     # Centring on all training photos (negatives too) removes the direction every photo
     # shares, which otherwise puts every cosine similarity near 1.
     centre = raw.mean(axis=0).astype(np.float32)
@@ -210,7 +224,7 @@ def build_gate(net: SightNet, train: Sequence[Sample], val: Sequence[Sample], nu
     val_pos = [s for s in val if s.classes]
     if not val_pos:
         return gate, {"calibrated_on": 0, "note": "no held-out sight photos: gate disabled"}
-    val_raw = embed_pixels(net, [s.pixels for s in val_pos])
+    val_raw = embedder([s.pixels for s in val_pos])
     sims = gate.class_similarity(val_raw)
     true_sims = np.array([sims[i, c] for i, s in enumerate(val_pos) for c in s.classes])
     gate = Gate(gate.bank, gate.bank_classes, gate.thresholds, centre, negatives, RIVAL_MARGIN)
@@ -233,6 +247,6 @@ def build_gate(net: SightNet, train: Sequence[Sample], val: Sequence[Sample], nu
                 centre, negatives, RIVAL_MARGIN)
     val_neg = [s for s in val if s.is_negative]
     if val_neg:
-        rejected = ~gate.keeps(embed_pixels(net, [s.pixels for s in val_neg])).any(axis=1)
+        rejected = ~gate.keeps(embedder([s.pixels for s in val_neg])).any(axis=1)
         calibration["held_out_negatives_rejected"] = round(float(rejected.mean()), 4)
     return gate, calibration
