@@ -40,6 +40,7 @@ class Run:
     top1_ungated: float
     clean: float
     clean_ungated: float
+    clean_everyday: float  # the everyday photos among the no-sight ones, gated
     lost: float
     cpu_per_core: float
     load: tuple[float, float]
@@ -53,7 +54,7 @@ def _answered(detector: Detector, images: list) -> list[str | None]:
     return [dets[0].label if dets else None for dets in results]
 
 
-def run_one(chosen: BenchmarkSet, others: list, config: TrainConfig) -> Run:
+def run_one(chosen: BenchmarkSet, others: list, daily: list, config: TrainConfig) -> Run:
     load_before = os.getloadavg()[0]
     cpu_started = time.process_time()
     training_set = assemble_training_set(chosen.train, city=chosen.name, min_images_per_label=5,
@@ -72,6 +73,7 @@ def run_one(chosen: BenchmarkSet, others: list, config: TrainConfig) -> Run:
     right_open = [a in t for a, t in zip(top_open, truth, strict=True)]
     lost = sum(r and a is None for r, a in zip(right_open, top_gated, strict=True))
     clean_gated = [a is None for a in _answered(gated, others)]
+    clean_daily = [a is None for a in _answered(gated, daily)] if daily else [True]
     clean_open = [a is None for a in _answered(opened, others)]
     timings = []
     for image in test[:20]:
@@ -83,6 +85,7 @@ def run_one(chosen: BenchmarkSet, others: list, config: TrainConfig) -> Run:
         map50=metrics.map50, map50_95=metrics.map50_95, top1=metrics.top1_accuracy,
         top1_ungated=sum(right_open) / len(test),
         clean=sum(clean_gated) / len(others), clean_ungated=sum(clean_open) / len(others),
+        clean_everyday=sum(clean_daily) / len(clean_daily),
         lost=lost / max(1, sum(right_open)), cpu_per_core=cpu / config.threads,
         load=(load_before, load_after), ms_per_photo=statistics.median(timings),
         model_mb=len(trained.onnx) / 1e6,
@@ -122,7 +125,7 @@ def main() -> int:
             others = [im for other in SETS if other != name for im in sets[other].foreign] + daily
             config = TrainConfig(epochs=args.epochs, image_size=args.size, seed=seed,
                                  threads=args.threads)
-            run = run_one(chosen, others, config)
+            run = run_one(chosen, others, daily, config)
             results.setdefault(name, []).append(run)
             counts[name] = (f"{len(chosen.train)} / {len(chosen.test)} / {len(others)} "
                             f"({len(daily)} everyday)")
@@ -139,6 +142,8 @@ def main() -> int:
         ("no-sight photos left clean, gated (ungated)",
          lambda n: f"{_cell([r.clean for r in results[n]])} "
                    f"({_cell([r.clean_ungated for r in results[n]])})"),
+        ("of which everyday photos left clean, gated",
+         lambda n: _cell([r.clean_everyday for r in results[n]])),
         ("sight photos that lose their answer to the gate",
          lambda n: _cell([r.lost for r in results[n]])),
         ("training CPU s per core", lambda n: _cell([r.cpu_per_core for r in results[n]], 0)),

@@ -94,20 +94,27 @@ def test_photos_with_image_level_labels_train_through_the_multiple_instance_loss
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("image_size", 100), ("device", "tpu"),
-                                          ("frozen_blocks", 6), ("low_res_fraction", 1.0)])
+                                          ("frozen_blocks", 17), ("low_res_fraction", 1.0)])
 def test_invalid_training_settings_are_refused(field: str, value: object) -> None:
     with pytest.raises(TrainingError):
         TrainConfig(**{field: value})
 
 
 
-def test_the_frozen_part_runs_through_onnxruntime_like_torch_at_any_training_size() -> None:
-    net = SightNet(3, 96, frozen_blocks=5).eval()
+@pytest.mark.parametrize("frozen_blocks", [5, 11, 16])
+def test_the_frozen_part_runs_through_onnxruntime_like_torch_at_any_training_size(
+        frozen_blocks: int) -> None:
+    net = SightNet(3, 96, frozen_blocks=frozen_blocks).eval()
     frozen = _FrozenPart(net, torch.device("cpu"), threads=1)
     assert frozen.session is not None
     for size in (64, 96):
         pixels = torch.rand(2, 3, size, size) * 255
         with torch.no_grad():
             expected = net.frozen_features(pixels)
-        assert torch.allclose(frozen(pixels), expected, atol=1e-3)
+            got = frozen(pixels)
+            # the stride-8 and stride-16 taps come out of the frozen part when it covers them
+            assert len(got) == len(expected) == 1 + (frozen_blocks > 5) + (frozen_blocks > 11)
+            assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(got, expected, strict=True))
+            assert torch.allclose(net.forward_from_frozen(got)[0],
+                                  net.forward_from_frozen(expected)[0], atol=1e-3)
     assert (_low_res_size(256), _low_res_size(320), _low_res_size(96)) == (192, 224, 96)

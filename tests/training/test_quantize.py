@@ -16,6 +16,7 @@ from sightscan.training.quantize import (
     calibration_photos,
     choose_served_model,
     quantize_model,
+    regate,
 )
 from sightscan.training.rejection import DISABLED
 from sightscan.training.trainer import TrainedModel
@@ -95,3 +96,30 @@ def test_the_float_model_is_served_when_int8_falls_short(
                                  class_names=synthetic_training_set.class_names, **limits)
     assert served.precision == "float32" and served.onnx == trained.onnx
     assert reason in served.reason and served.record["served"] == "float32"
+
+
+def test_the_int8_gate_is_rebuilt_on_the_int8_features(
+        trained: TrainedModel, calibration: list[np.ndarray],
+        synthetic_training_set: TrainingSet) -> None:
+    int8 = quantize_model(trained.onnx, calibration)
+    rebuilt = regate(int8, synthetic_training_set.train, synthetic_training_set.val)
+    graph = onnx.load_from_string(rebuilt).graph
+    gate_matmuls = [n for n in graph.node if n.op_type == "MatMul"
+                    and any(name.startswith("gate.") for name in n.input)]
+    assert gate_matmuls, "the gate's bank must stay a float initializer"
+    float_bank = next(t for t in onnx.load_from_string(trained.onnx).graph.initializer
+                      if t.name == "gate.bank")
+    int8_bank = next(t for t in graph.initializer if t.name == "gate.bank")
+    assert int8_bank.dims == float_bank.dims
+    assert not np.array_equal(onnx.numpy_helper.to_array(int8_bank),
+                              onnx.numpy_helper.to_array(float_bank))  # its own features
+    rejection = read_metadata(rebuilt)["rejection"]
+    assert rejection["calibrated_on"] == sum(1 for s in synthetic_training_set.val if s.classes)
+    # the held-out sight photos keep their sight through the int8 gate, as through the float one
+    val = [s for s in synthetic_training_set.val if s.classes]
+    photos = np.stack([s.pixels for s in val])
+    _, float_scores = Detector.from_bytes(trained.onnx).raw_outputs(photos)
+    _, int8_scores = Detector.from_bytes(rebuilt).raw_outputs(photos)
+    passed_float = (float_scores.max(axis=1) > 0).sum(axis=1)
+    passed_int8 = (int8_scores.max(axis=1) > 0).sum(axis=1)
+    assert int((passed_int8 > 0).sum()) >= int((passed_float > 0).sum()) - 1

@@ -20,7 +20,7 @@ import torch
 
 from sightscan.errors import TrainingError
 from sightscan.training.model import BACKBONE, BACKBONE_LICENSE, ExportWrapper, SightNet
-from sightscan.training.rejection import DISABLED, GateModule
+from sightscan.training.rejection import DISABLED, NO_RIVAL_RULE, GateModule
 
 METADATA_KEY = "sightscan"
 MODEL_FORMAT = "sightscan-detector"
@@ -29,6 +29,7 @@ OPSET = 17
 MAX_MODEL_BYTES = 20_000_000
 PARITY_TOLERANCE = 2e-3
 REJECTION_INITIALIZER = "gate.rejection_threshold"  # the buffer's name in the ONNX graph
+RIVAL_MARGIN_INITIALIZER = "gate.rival_margin"
 
 
 def input_spec(image_size: int) -> dict[str, Any]:
@@ -88,22 +89,35 @@ def read_metadata(model_bytes: bytes) -> dict[str, Any]:
     raise TrainingError("the ONNX model has no SightScan metadata")
 
 
-def set_rejection_threshold(model_bytes: bytes, thresholds: float | list[float]) -> bytes:
+def set_rejection_threshold(model_bytes: bytes, thresholds: float | list[float], *,
+                            rival_margin: float | None = None) -> bytes:
     """The model with its open-set gate moved (one value or one per sight; -2 lets all through).
 
     An operator can trade clean everyday photos against kept sight photos without retraining;
-    the metadata's `rejection.thresholds` follows.
+    the metadata's `rejection` follows. `rival_margin` moves the rivals' rule (another sight's
+    or a negative photo closer by more than the margin refuses; a larger margin keeps more);
+    thresholds of -2 with no margin given open that rule as well.
     """
     model = onnx.load_from_string(model_bytes)
-    found = [t for t in model.graph.initializer if t.name == REJECTION_INITIALIZER]
-    if not found:
+    initializers = {t.name: t for t in model.graph.initializer}
+    if REJECTION_INITIALIZER not in initializers:
         raise TrainingError("the model has no open-set gate (trained before it existed?)")
-    current = onnx.numpy_helper.to_array(found[0])
+    found = initializers[REJECTION_INITIALIZER]
+    current = onnx.numpy_helper.to_array(found)
     values = np.broadcast_to(np.asarray(thresholds, np.float32), current.shape).copy()
-    found[0].CopyFrom(onnx.numpy_helper.from_array(values, REJECTION_INITIALIZER))
+    found.CopyFrom(onnx.numpy_helper.from_array(values, REJECTION_INITIALIZER))
+    if rival_margin is None and bool(np.all(values <= DISABLED)):
+        rival_margin = NO_RIVAL_RULE
+    margin = initializers.get(RIVAL_MARGIN_INITIALIZER)
+    if rival_margin is not None and margin is not None:
+        margin.CopyFrom(onnx.numpy_helper.from_array(
+            np.array([rival_margin], np.float32), RIVAL_MARGIN_INITIALIZER))
     updated = model.SerializeToString()
     metadata = read_metadata(updated)
-    metadata.setdefault("rejection", {})["thresholds"] = [round(float(v), 4) for v in values]
+    rejection = metadata.setdefault("rejection", {})
+    rejection["thresholds"] = [round(float(v), 4) for v in values]
+    if rival_margin is not None and margin is not None:
+        rejection["rival_margin"] = round(float(rival_margin), 4)
     return set_metadata(updated, metadata)
 
 
@@ -139,12 +153,14 @@ def export_onnx(net: SightNet, metadata: dict[str, Any], *, check_parity: bool =
         if gate is None:
             _check_parity(wrapper, model_bytes, size)
         else:  # random pixels would be rejected: check the graph with the gate open
-            saved = gate.rejection_threshold.clone()
+            saved = gate.rejection_threshold.clone(), gate.rival_margin.clone()
             gate.rejection_threshold.fill_(DISABLED)
+            gate.rival_margin.fill_(NO_RIVAL_RULE)
             try:
                 _check_parity(wrapper, set_rejection_threshold(model_bytes, DISABLED), size)
             finally:
-                gate.rejection_threshold.copy_(saved)
+                gate.rejection_threshold.copy_(saved[0])
+                gate.rival_margin.copy_(saved[1])
     return model_bytes
 
 

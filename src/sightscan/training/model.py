@@ -27,6 +27,7 @@ PIXEL_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 PIXEL_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 # last block at stride 8 (40 ch), stride 16 (112 ch) and stride 32 (320 ch)
 _C3_BLOCK, _C4_BLOCK, _C5_BLOCK = 4, 10, 15
+_TAPS = (_C3_BLOCK, _C4_BLOCK)
 _MAX_LOG_DIST = 6.0
 
 
@@ -104,8 +105,8 @@ class SightNet(nn.Module):
         super().__init__()
         if image_size % 32:
             raise TrainingError(f"expected an image size divisible by 32, got {image_size}")
-        if not 0 <= frozen_blocks <= _C3_BLOCK + 1:
-            raise TrainingError(f"expected 0 <= frozen_blocks <= {_C3_BLOCK + 1}, "
+        if not 0 <= frozen_blocks <= _C5_BLOCK + 1:
+            raise TrainingError(f"expected 0 <= frozen_blocks <= {_C5_BLOCK + 1}, "
                                 f"got {frozen_blocks}")
         net = load_backbone(image_size, pretrained)
         self.num_classes = num_classes
@@ -147,16 +148,21 @@ class SightNet(nn.Module):
         """Float NCHW pixels in 0..255 -> the backbone's input scale."""
         return (pixels - self.mean) / self.std
 
-    def frozen_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Float NCHW 0..255 -> the output of the frozen stem and blocks (no trainable weight)."""
+    def frozen_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Float NCHW 0..255 -> the frozen stem and blocks' outputs that the rest needs: the
+        stride-8/16 taps computed inside the frozen part, then its last output."""
         x: torch.Tensor = self.stem(self.normalise(pixels))
-        for block in self.blocks[: self.frozen_blocks]:
+        taps: list[torch.Tensor] = []
+        for index, block in enumerate(self.blocks[: self.frozen_blocks]):
             x = block(x)
-        return x
+            if index in _TAPS and index < self.frozen_blocks - 1:
+                taps.append(x)
+        return (*taps, x)
 
-    def forward_from_frozen(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_from_frozen(self, frozen: tuple[torch.Tensor, ...]
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """The trainable rest of the network, from `frozen_features` output to the raw maps."""
-        logits, log_dist, _ = self._rest(x)
+        logits, log_dist, _ = self._rest(frozen)
         return logits, log_dist
 
     def forward_with_embedding(self, pixels: torch.Tensor
@@ -168,14 +174,18 @@ class SightNet(nn.Module):
         """The photo's embedding (unnormalised) for the open-set gate (rejection.py)."""
         return self.forward_with_embedding(pixels)[2]
 
-    def _rest(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        c3 = c4 = x
+    def _rest(self, frozen: tuple[torch.Tensor, ...]
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        *taps, x = frozen
+        last_frozen = self.frozen_blocks - 1
+        found = dict(zip([i for i in _TAPS if i < last_frozen], taps, strict=True))
+        if last_frozen in _TAPS:
+            found[last_frozen] = x
         for index in range(self.frozen_blocks, len(self.blocks)):
             x = self.blocks[index](x)
-            if index == _C3_BLOCK:
-                c3 = x
-            elif index == _C4_BLOCK:
-                c4 = x
+            if index in _TAPS:
+                found[index] = x
+        c3, c4 = found[_C3_BLOCK], found[_C4_BLOCK]
         p = self.lat4(c4) + F.interpolate(self.lat5(x), size=c4.shape[-2:], mode="nearest")
         p = p + self.down3(c3)
         p = self.fuse(p)

@@ -10,6 +10,10 @@ sigmoid) stay float, so the client contract is unchanged: uint8 NHWC `image` in,
 `scores` out, same metadata. Any graph works (extra outputs, other heads), since only the
 op types are chosen.
 
+The open-set gate (rejection.py) stays float and is rebuilt on the int8 model's own
+embeddings (`regate`): a gate calibrated on the float features would refuse photos whose
+int8 features moved a little.
+
 `choose_served_model` evaluates the int8 model on the validation photos and serves it when
 it is at most 4 MB and within `tolerance` of the float model; it tries the fast variant
 (Conv outputs quantised too: fused QLinearConv kernels) first, then the accurate one (only
@@ -31,9 +35,10 @@ import onnx
 
 from sightscan.errors import TrainingError
 from sightscan.inference import Detector
-from sightscan.training.dataset import TrainingImage
+from sightscan.training.dataset import Sample, TrainingImage
 from sightscan.training.evaluation import Metrics, evaluate
 from sightscan.training.export import read_metadata, set_metadata
+from sightscan.training.rejection import build_gate, gate_buffers
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,8 @@ QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 MAX_INT8_BYTES = 4_000_000
 INT8_TOLERANCE = 0.01  # largest drop of the deciding measure that still serves int8
 CALIBRATION_PHOTOS = 64
+GATE_PREFIX = "gate."  # initializer names of the open-set gate (rejection.GateModule)
+REBUILT = ("bank", "centre", "negatives", "rejection_threshold")  # what regate replaces
 
 
 class PhotoCalibrationReader:
@@ -113,8 +120,15 @@ def _float_ends(model: onnx.ModelProto) -> list[str]:
                 stack.extend(other.output if forward else other.input)
         return False
 
-    return [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS
+    ends = [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS
             and not (reaches_quantised(node, True) and reaches_quantised(node, False))]
+    return ends + _gate_nodes(model)
+
+
+def _gate_nodes(model: onnx.ModelProto) -> list[str]:
+    """The gate's MatMuls (embedding x bank): kept float, their constants rebuilt by `regate`."""
+    return [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS
+            and any(name.startswith(GATE_PREFIX) for name in node.input)]
 
 
 def quantize_model(float_model: bytes, photos: Sequence[np.ndarray], *,
@@ -175,6 +189,49 @@ def _preprocessed(float_model: bytes, folder: Path) -> onnx.ModelProto:
         return onnx.load_from_string(float_model)
 
 
+def _embedding_output(model: onnx.ModelProto) -> str | None:
+    """The tensor the gate embeds: the input that `gate.centre` is subtracted from."""
+    for node in model.graph.node:
+        if node.op_type == "Sub" and f"{GATE_PREFIX}centre" in node.input:
+            name: str = next(name for name in node.input if name != f"{GATE_PREFIX}centre")
+            return name
+    return None
+
+
+def regate(model_bytes: bytes, train: Sequence[Sample], val: Sequence[Sample]) -> bytes:
+    """The model with its gate rebuilt on its own embeddings (same photos, same rules)."""
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(model_bytes)
+    embedding = _embedding_output(model)
+    if embedding is None:
+        return model_bytes  # no gate
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        embedding, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    size = int(read_metadata(model_bytes)["input"]["shape"][1])
+
+    def embed(pixels: Sequence[np.ndarray]) -> np.ndarray:
+        photos = calibration_photos(pixels, size, limit=len(pixels))
+        rows = [session.run([embedding], {"image": np.stack(photos[i:i + 32])})[0]
+                for i in range(0, len(photos), 32)]
+        return np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
+
+    metadata = read_metadata(model_bytes)
+    gate, calibration = build_gate(embed, train, val, len(metadata["class_names"]))
+    model.graph.output.pop()
+    initializers = {t.name: t for t in model.graph.initializer}
+    for name, value in gate_buffers(gate).items():
+        if name.removeprefix(GATE_PREFIX) not in REBUILT:
+            continue  # the same for the same photos per sight (mask, not_self, margin)
+        if name not in initializers or tuple(initializers[name].dims) != value.shape:
+            log.warning("the int8 model's gate differs from the float one (%s); kept as is", name)
+            return model_bytes
+        initializers[name].CopyFrom(onnx.numpy_helper.from_array(value, name))
+    metadata["rejection"] = gate.metadata(calibration)
+    return set_metadata(model.SerializeToString(), metadata)
+
+
 @dataclass(frozen=True, slots=True)
 class ServedModel:
     """The model clients get, and why: int8 when it holds up, else float."""
@@ -200,8 +257,14 @@ def _deciding_measures(images: Sequence[TrainingImage], float_metrics: Metrics
 def choose_served_model(float_model: bytes, float_metrics: Metrics, *,
                         calibration: Sequence[np.ndarray], val_images: Sequence[TrainingImage],
                         class_names: list[str], tolerance: float = INT8_TOLERANCE,
-                        max_bytes: int = MAX_INT8_BYTES) -> ServedModel:
-    """Quantise, evaluate the int8 model on the validation photos, pick what clients get."""
+                        max_bytes: int = MAX_INT8_BYTES,
+                        gate_samples: tuple[Sequence[Sample], Sequence[Sample]] | None = None
+                        ) -> ServedModel:
+    """Quantise, evaluate the int8 model on the validation photos, pick what clients get.
+
+    With `gate_samples` (the training and validation samples) the int8 model's gate is
+    rebuilt on its own embeddings before it is judged.
+    """
     record: dict[str, Any] = {"float_bytes": len(float_model), "tolerance": tolerance,
                               "float_metrics": float_metrics.as_dict()}
 
@@ -219,6 +282,8 @@ def choose_served_model(float_model: bytes, float_metrics: Metrics, *,
         variant = "QDQ" if quantize_outputs else "QDQ, float Conv outputs"
         try:
             int8 = quantize_model(float_model, photos, quantize_outputs=quantize_outputs)
+            if gate_samples is not None:
+                int8 = regate(int8, *gate_samples)
         except TrainingError as exc:
             return serve_float(str(exc))
         record["int8_bytes"] = len(int8)

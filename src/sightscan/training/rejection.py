@@ -5,8 +5,12 @@ negatives it saw; a photo unlike everything in training (a cat, a coffee cup, an
 city's tower) can still score high for some sight. The gate compares the photo's pooled
 backbone features (an embedding) with each sight's training photos (cosine similarity,
 nearest neighbour) and zeroes that sight's scores when the photo is not close enough to
-any of them. It needs no other city's photos: the threshold is calibrated on the city's
-own held-out photos so that at least `KEEP_RATE` of them keep their sight.
+any of them, or when its nearest training photo is a rival: another sight's photo or a
+negative photo (background crops, everyday scenes, other cities' photos), by more than a
+small margin. The embedding is the pooled stride-32 features of the frozen ImageNet
+backbone: general enough to tell a cat, a cup or another city's tower from the city's
+sights. It needs no other city's photos: the threshold is calibrated on the city's own
+held-out photos so that at least `KEEP_RATE` of them keep their sight.
 
 The bank of embeddings and the threshold are constants inside the exported ONNX graph,
 so the Python client, the API and the browser all get the gate with the contract unchanged.
@@ -14,8 +18,9 @@ so the Python client, the API and the browser all get the gate with the contract
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,7 +34,10 @@ from sightscan.training.model import SightNet
 KEEP_RATE = 0.97  # share of held-out sight photos that must keep their answer
 MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the spread
 MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
+MAX_NEGATIVES = 128  # bank entries of negative photos
 DISABLED = -2.0  # a threshold under any cosine similarity: the gate lets everything through
+RIVAL_MARGIN = 0.05  # a rival must be this much closer to refuse (chosen on three real sets)
+NO_RIVAL_RULE = 8.0  # a rival margin no similarity difference reaches: the rule is off
 _NOT_THIS_CLASS = -4.0  # similarity given to other sights' bank entries
 
 
@@ -41,6 +49,8 @@ class Gate:
     bank_classes: np.ndarray  # int64 [M]
     thresholds: np.ndarray  # float32 [C]
     centre: np.ndarray  # float32 [D], subtracted from raw embeddings before normalising
+    negatives: np.ndarray | None = None  # float32 [K, D] unit rows of negative photos
+    rival_margin: float = NO_RIVAL_RULE  # kept only if similarity + margin > every rival's
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw pooled features [B, D] -> centred, L2-normalised embeddings (as in the graph)."""
@@ -59,17 +69,44 @@ class Gate:
                 out[:, c] = sims[:, rows].max(axis=1)
         return out
 
+    def negative_similarity(self, raw: np.ndarray) -> np.ndarray:
+        """[B, D] raw pooled features -> [B] best cosine similarity to a negative photo."""
+        if self.negatives is None or not len(self.negatives):
+            return np.full(len(raw), _NOT_THIS_CLASS, np.float32)
+        best: np.ndarray = (self.normalise(raw) @ self.negatives.T).max(axis=1)
+        return best
+
+    def keeps(self, raw: np.ndarray) -> np.ndarray:
+        """[B, D] raw pooled features -> bool [B, C]: which sights the gate lets through."""
+        best = self.class_similarity(raw)
+        rival = rival_similarity(best, self.negative_similarity(raw))
+        kept: np.ndarray = (best >= self.thresholds) & (best + self.rival_margin > rival)
+        return kept
+
     def metadata(self, calibration: dict[str, Any]) -> dict[str, Any]:
         """What the model metadata says about the gate."""
         return {
-            "method": "cosine nearest neighbour of the pooled stride-32 features to each "
-                      "sight's training photos; a sight's scores are zeroed below its threshold",
+            "method": "cosine nearest neighbour of the pooled stride-32 ImageNet features to "
+                      "each sight's training photos and to the negative photos; a sight's "
+                      "scores are zeroed below its threshold or when a rival (another sight "
+                      "or a negative) is closer by more than the margin",
             "bank_size": int(len(self.bank)),
+            "negative_bank_size": 0 if self.negatives is None else int(len(self.negatives)),
+            "rival_margin": round(float(self.rival_margin), 4),
             "embedding_dim": int(self.bank.shape[1]),
             "thresholds": [round(float(t), 4) for t in self.thresholds],
             "keep_rate_target": KEEP_RATE,
             **calibration,
         }
+
+
+def rival_similarity(best: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """[B, C] best similarity per sight, [B] to a negative -> [B, C] the best rival's:
+    the closest other sight or negative photo."""
+    others = np.where(np.eye(best.shape[1], dtype=bool)[None], _NOT_THIS_CLASS,
+                      best[:, None, :]).max(axis=2)
+    rival: np.ndarray = np.maximum(others, negative[:, None])
+    return rival
 
 
 class GateModule(torch.nn.Module):
@@ -78,7 +115,10 @@ class GateModule(torch.nn.Module):
     bank: torch.Tensor
     mask: torch.Tensor
     centre: torch.Tensor
+    negatives: torch.Tensor
+    not_self: torch.Tensor
     rejection_threshold: torch.Tensor
+    rival_margin: torch.Tensor
 
     def __init__(self, gate: Gate) -> None:
         super().__init__()
@@ -88,16 +128,30 @@ class GateModule(torch.nn.Module):
         self.register_buffer("bank", torch.from_numpy(gate.bank.T.copy()))  # [D, M]
         self.register_buffer("mask", torch.from_numpy(mask))  # [M, C]
         self.register_buffer("centre", torch.from_numpy(gate.centre.reshape(1, -1).copy()))
-        # one named initializer, so operators can move it without retraining (export.py)
+        negatives = gate.negatives
+        if negatives is None or not len(negatives):  # a dummy row unlike every photo
+            negatives = np.zeros((1, len(gate.centre)), np.float32)
+            negatives[0, 0] = _NOT_THIS_CLASS  # (unit rows: a similarity of -4 and less)
+        self.register_buffer("negatives", torch.from_numpy(negatives.T.copy()))  # [D, K]
+        # [1, C, C]: _NOT_THIS_CLASS on the diagonal, so a sight is not its own rival
+        self.register_buffer("not_self", torch.from_numpy(
+            (np.eye(classes, dtype=np.float32) * (_NOT_THIS_CLASS - 4.0))[None]))
+        # named initializers, so operators can move them without retraining (export.py)
         self.register_buffer("rejection_threshold",
                              torch.from_numpy(gate.thresholds.astype(np.float32)))
+        self.register_buffer("rival_margin",
+                             torch.tensor([gate.rival_margin], dtype=torch.float32))
 
     def forward(self, embedding: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        sims = F.normalize(embedding - self.centre, dim=1) @ self.bank  # [B, M]
+        unit = F.normalize(embedding - self.centre, dim=1)
+        sims = unit @ self.bank  # [B, M]
         per_class = sims.unsqueeze(-1) * self.mask + (self.mask - 1.0) * -_NOT_THIS_CLASS
         best = per_class.max(dim=1).values  # [B, C]
-        keep = (best >= self.rejection_threshold).to(scores.dtype)
-        return scores * keep.unsqueeze(1)
+        negative = (unit @ self.negatives).max(dim=1, keepdim=True).values  # [B, 1]
+        others = (best.unsqueeze(1) + self.not_self).max(dim=2).values  # [B, C]
+        rival = torch.maximum(others, negative)
+        keep = (best >= self.rejection_threshold) & (best + self.rival_margin > rival)
+        return scores * keep.to(scores.dtype).unsqueeze(1)
 
 
 def embed_pixels(net: SightNet, pixels: Sequence[np.ndarray], batch_size: int = 32
@@ -134,42 +188,65 @@ def k_centres(points: np.ndarray, k: int) -> list[int]:
     return sorted(chosen)
 
 
-def build_gate(net: SightNet, train: Sequence[Sample], val: Sequence[Sample], num_classes: int
-               ) -> tuple[Gate, dict[str, Any]]:
-    """Bank from the training photos; thresholds calibrated on the held-out `val` photos."""
-    raw = embed_pixels(net, [s.pixels for s in train])
+Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]  # uint8 RGB photos -> raw [B, D]
+
+
+def gate_buffers(gate: Gate) -> dict[str, np.ndarray]:
+    """The gate's graph constants by initializer name ("gate.bank", ...), as exported."""
+    return {f"gate.{name}": buffer.numpy() for name, buffer in GateModule(gate).named_buffers()}
+
+
+def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequence[Sample],
+               num_classes: int) -> tuple[Gate, dict[str, Any]]:
+    """Banks from the training photos; the threshold calibrated on the held-out `val`.
+
+    `embed` is the trained network, or any function giving the same embeddings (the int8
+    model's, so that its gate matches its own features: quantize.py).
+    """
+    embedder: Embedder = partial(embed_pixels, embed) if isinstance(embed, SightNet) else embed
+    raw = embedder([s.pixels for s in train])
     # Centring on all training photos (negatives too) removes the direction every photo
     # shares, which otherwise puts every cosine similarity near 1.
     centre = raw.mean(axis=0).astype(np.float32)
-    positives = [s for s in train if s.classes]
-    unit = Gate(raw[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre)
-    emb = unit.normalise(raw[[i for i, s in enumerate(train) if s.classes]])
+    unit = Gate(raw[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre).normalise(raw)
     rows: list[int] = []
     row_classes: list[int] = []
     for c in range(num_classes):
-        members = [i for i, s in enumerate(positives) if c in s.classes]
-        picked = k_centres(emb[members], MAX_PER_CLASS) if members else []
+        members = [i for i, s in enumerate(train) if c in s.classes]
+        picked = k_centres(unit[members], MAX_PER_CLASS) if members else []
         rows += [members[i] for i in picked]
         row_classes += [c] * len(picked)
-    bank = emb[rows].astype(np.float32)
-    gate = Gate(bank, np.array(row_classes, np.int64),
+    negative_rows = [i for i, s in enumerate(train) if s.is_negative]
+    negatives = unit[[negative_rows[i] for i in k_centres(unit[negative_rows], MAX_NEGATIVES)]
+                     if negative_rows else []].astype(np.float32)
+    gate = Gate(unit[rows].astype(np.float32), np.array(row_classes, np.int64),
                 np.full(num_classes, DISABLED, np.float32), centre)
     val_pos = [s for s in val if s.classes]
     if not val_pos:
         return gate, {"calibrated_on": 0, "note": "no held-out sight photos: gate disabled"}
-    sims = gate.class_similarity(embed_pixels(net, [s.pixels for s in val_pos]))
+    val_raw = embedder([s.pixels for s in val_pos])
+    sims = gate.class_similarity(val_raw)
     true_sims = np.array([sims[i, c] for i, s in enumerate(val_pos) for c in s.classes])
-    # the k-th lowest, k = the number of photos allowed to lose their sight (0 for < 34)
+    gate = Gate(gate.bank, gate.bank_classes, gate.thresholds, centre, negatives, RIVAL_MARGIN)
+    rivals = rival_similarity(sims, gate.negative_similarity(val_raw))
+    true_rivals = np.array([rivals[i, c] for i, s in enumerate(val_pos) for c in s.classes])
+    # the photos allowed to lose their sight (0 under 34 photos): first those a rival takes,
+    # then the threshold may take the rest of the allowance
     allowed = int(len(true_sims) * (1.0 - KEEP_RATE))
-    threshold = float(np.sort(true_sims)[allowed]) - MARGIN
-    val_neg = [s for s in val if s.is_negative]
+    passing = np.sort(true_sims[true_sims + RIVAL_MARGIN > true_rivals])
+    lost = len(true_sims) - len(passing)
+    threshold = (float(passing[min(max(0, allowed - lost), len(passing) - 1)]) - MARGIN
+                 if len(passing) else DISABLED)
     calibration: dict[str, Any] = {
         "calibrated_on": len(val_pos),
+        "held_out_lost_to_rivals": lost,
         "held_out_similarity": {"min": round(float(true_sims.min()), 4),
                                 "median": round(float(np.median(true_sims)), 4)},
     }
+    gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, threshold, np.float32),
+                centre, negatives, RIVAL_MARGIN)
+    val_neg = [s for s in val if s.is_negative]
     if val_neg:
-        neg_best = gate.class_similarity(embed_pixels(net, [s.pixels for s in val_neg])).max(1)
-        calibration["held_out_negatives_rejected"] = round(float((neg_best < threshold).mean()), 4)
-    thresholds = np.full(num_classes, threshold, np.float32)
-    return Gate(bank, gate.bank_classes, thresholds, centre), calibration
+        rejected = ~gate.keeps(embedder([s.pixels for s in val_neg])).any(axis=1)
+        calibration["held_out_negatives_rejected"] = round(float(rejected.mean()), 4)
+    return gate, calibration

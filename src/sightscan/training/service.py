@@ -248,6 +248,7 @@ def _served_model(float_model: bytes, float_metrics: Metrics, training_set: Any,
         val_images=training_set.val_images(),
         class_names=training_set.class_names,
         tolerance=tolerance,
+        gate_samples=(training_set.train, training_set.val),
     )
 
 

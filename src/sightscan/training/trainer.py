@@ -52,7 +52,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 2
-    frozen_blocks: int = 5
+    frozen_blocks: int = 16  # the whole ImageNet backbone: its features also feed the gate
     low_res_fraction: float = 0.5
     backbone_lr_factor: float = 0.25
     weight_decay: float = 5e-4
@@ -67,9 +67,10 @@ class TrainConfig:
         if self.image_size < 64 or self.image_size % 32:
             raise TrainingError(
                 f"expected an image size >= 64 divisible by 32, got {self.image_size}")
-        if not 0 <= self.frozen_blocks <= 5:
+        if not 0 <= self.frozen_blocks <= 16:
             raise TrainingError(
-                f"expected 0 <= frozen_blocks <= 5 (up to stride 8), got {self.frozen_blocks}")
+                f"expected 0 <= frozen_blocks <= 16 (16: the whole backbone), "
+                f"got {self.frozen_blocks}")
         if not 0.0 <= self.low_res_fraction < 1.0:
             raise TrainingError(
                 f"expected 0 <= low_res_fraction < 1, got {self.low_res_fraction}")
@@ -170,13 +171,14 @@ class _FrozenPart:
         if device.type == "cpu":
             self.session = _frozen_session(net, threads)
 
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.session is None:
             with torch.no_grad():
                 return self.net.frozen_features(pixels)
         array = pixels.detach().contiguous().numpy()
-        out = self.session.run(None, {"pixels": array})[0]
-        return torch.from_numpy(out).contiguous(memory_format=torch.channels_last)
+        outputs = self.session.run(None, {"pixels": array})
+        return tuple(torch.from_numpy(out).contiguous(memory_format=torch.channels_last)
+                     for out in outputs)
 
 
 class _FrozenGraph(torch.nn.Module):
@@ -184,7 +186,7 @@ class _FrozenGraph(torch.nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.net.frozen_features(pixels)
 
 
@@ -196,14 +198,16 @@ def _frozen_session(net: SightNet, threads: int) -> Any:
 
     graph = _FrozenGraph(net).eval()
     example = torch.zeros(1, 3, net.image_size, net.image_size)
+    outputs = [f"features{i}" for i in range(len(graph(example)))]
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph, (example,), buffer,  # type: ignore[arg-type]
-            input_names=["pixels"], output_names=["features"],
+            input_names=["pixels"], output_names=outputs,
             dynamic_axes={"pixels": {0: "batch", 2: "height", 3: "width"},
-                          "features": {0: "batch", 2: "fh", 3: "fw"}},
+                          **{name: {0: "batch", 2: f"{name}_h", 3: f"{name}_w"}
+                             for name in outputs}},
             opset_version=17, dynamo=False,
         )
     options = ort.SessionOptions()
@@ -246,10 +250,11 @@ def _fit(training_set: TrainingSet, config: TrainConfig, progress: ProgressCallb
                    pretrained=config.pretrained, frozen_blocks=config.frozen_blocks).to(device)
     # channels-last: markedly faster convolutions on CPU
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = torch.optim.AdamW([
-        {"params": net.head_parameters(), "lr": config.lr},
-        {"params": net.backbone_parameters(), "lr": config.lr * config.backbone_lr_factor},
-    ], weight_decay=config.weight_decay)
+    groups: list[dict[str, Any]] = [{"params": net.head_parameters(), "lr": config.lr}]
+    if net.backbone_parameters():  # none when the whole backbone is frozen
+        groups.append({"params": net.backbone_parameters(),
+                       "lr": config.lr * config.backbone_lr_factor})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     ema = _Ema(net, config.ema_decay)
     samples = training_set.train
@@ -278,8 +283,7 @@ def _fit(training_set: TrainingSet, config: TrainConfig, progress: ProgressCallb
             batch.pixels = batch.pixels.to(device)
             batch.boxes = [b.to(device) for b in batch.boxes]
             batch.labels = [lab.to(device) for lab in batch.labels]
-            features = frozen(batch.pixels).contiguous(memory_format=torch.channels_last)
-            logits, log_dist = net.forward_from_frozen(features)
+            logits, log_dist = net.forward_from_frozen(frozen(batch.pixels))
             loss, parts = detection_loss(logits, log_dist, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the training loss diverged at epoch {epoch}, step {step + 1}")
