@@ -10,6 +10,7 @@ import pytest
 from mts_synthetic import make_images, render
 
 from sightscan.config import load_settings
+from sightscan.training.export import read_metadata
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
 from sightscan.warehouse.everyday import EverydayPhoto, add_everyday_photos
@@ -42,4 +43,10 @@ def test_the_published_model_counts_its_everyday_negatives(tmp_path: Path) -> No
         model = latest_model_version(session, city_id=find_city(session, "Alonetown").id)
         assert model is not None
         assert model.metadata["training"]["everyday_negatives"] == expected
+        # the trainer's own counts are kept beside the job's, and the gate described is
+        # the one in the served file (int8 models get their own)
+        assert "train_per_class" in model.metadata["training"]
+        served = read_metadata(warehouse.blobs.get(model.blob_key))
+        assert model.metadata["rejection"] == served["rejection"]
+        assert served["rejection"]["negative_bank_size"] > 0  # the pool photos are negatives
     warehouse.engine.dispose()

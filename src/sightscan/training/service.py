@@ -24,7 +24,7 @@ from sightscan.training.backends import BackendConfig, select_trainer
 from sightscan.training.credits import photo_credits, photos_per_class
 from sightscan.training.dataset import TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
-from sightscan.training.export import set_metadata
+from sightscan.training.export import read_metadata, set_metadata
 from sightscan.training.negatives import EVERYDAY_KEY, background_crops, folder_negatives
 from sightscan.training.quantize import ServedModel, choose_served_model
 from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress
@@ -212,10 +212,12 @@ def train_city(
             quantization["float_blob"] = warehouse.blobs.put(trained.onnx)
         metadata = {
             **trained.metadata,
+            # the served model's own gate (an int8 model's is rebuilt on its features)
+            "rejection": read_metadata(served.onnx).get("rejection"),
             "version": version,
             "city": city_name,
             "report_blob": report_key,
-            "training": counts,
+            "training": {**trained.metadata.get("training", {}), **counts},
             "sights": photo_credits(session, photos_per_class(training_set)),  # for clients
             "metrics": served.metrics.as_dict(),
             "precision": served.precision,
