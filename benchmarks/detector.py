@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from detector_sets import DATA, SETS, BenchmarkSet, everyday, load_set
+from detector_sets import DATA, FOLDER_SETS, SETS, BenchmarkSet, everyday, load_set
 
 from sightscan.inference import Detector
 from sightscan.training import TrainConfig, assemble_training_set, evaluate, train_detector
@@ -104,7 +104,7 @@ def _boxed(name: str, values: list[float]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--sets", nargs="+", choices=SETS + FOLDER_SETS, default=list(SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--size", type=int, default=256)
@@ -121,8 +121,9 @@ def main() -> int:
     for seed in args.seeds:
         sets = {name: load_set(name, seed) for name in SETS}
         for name in args.sets:
-            chosen = sets[name]
-            others = [im for other in SETS if other != name for im in sets[other].foreign] + daily
+            chosen = sets[name] if name in sets else load_set(name, seed)
+            base = name.removesuffix("-folders")
+            others = [im for other in SETS if other != base for im in sets[other].foreign] + daily
             config = TrainConfig(epochs=args.epochs, image_size=args.size, seed=seed,
                                  threads=args.threads)
             run = run_one(chosen, others, daily, config)

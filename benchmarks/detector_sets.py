@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,8 @@ from sightscan.training.negatives import background_crops
 DATA = Path(os.environ.get("SIGHTSCAN_DATASETS", "/work/shared/datasets"))
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SETS = ("towers", "intramuros", "berlin")
+# the boxed sets imported as photo folders: boxes dropped in training, kept for judging
+FOLDER_SETS = ("towers-folders", "intramuros-folders")
 
 
 @dataclass
@@ -167,6 +169,16 @@ def everyday(folder: Path | None) -> list[TrainingImage]:
     return [_image(p, []) for p in _photos(folder)]
 
 
+def as_folders(boxed: BenchmarkSet) -> BenchmarkSet:
+    """The set imported as photo folders: every training label's box dropped (no background
+    crops then, as for a folder city); held-out photos keep their boxes for judging."""
+    train = [TrainingImage(im.key, im.load, [Label(lab.name, None) for lab in im.labels])
+             for im in boxed.train if im.labels]
+    return replace(boxed, name=f"{boxed.name}-folders", train=train)
+
+
 def load_set(name: str, seed: int) -> BenchmarkSet:
-    """One of SETS by name."""
+    """One of SETS or FOLDER_SETS by name."""
+    if name in FOLDER_SETS:
+        return as_folders(load_set(name.removesuffix("-folders"), seed))
     return {"towers": towers, "intramuros": intramuros, "berlin": berlin}[name](seed)
