@@ -36,7 +36,7 @@ MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the 
 MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
 MAX_NEGATIVES = 128  # bank entries of negative photos
 DISABLED = -2.0  # a threshold under any cosine similarity: the gate lets everything through
-RIVAL_MARGIN = 0.05  # a rival must be this much closer to refuse (chosen on three real sets)
+RIVAL_MARGIN = 0.05  # the least margin a rival must be closer by to refuse (see build_gate)
 NO_RIVAL_RULE = 8.0  # a rival margin no similarity difference reaches: the rule is off
 _NOT_THIS_CLASS = -4.0  # similarity given to other sights' bank entries
 
@@ -227,13 +227,16 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     val_raw = embedder([s.pixels for s in val_pos])
     sims = gate.class_similarity(val_raw)
     true_sims = np.array([sims[i, c] for i, s in enumerate(val_pos) for c in s.classes])
-    gate = Gate(gate.bank, gate.bank_classes, gate.thresholds, centre, negatives, RIVAL_MARGIN)
-    rivals = rival_similarity(sims, gate.negative_similarity(val_raw))
+    rivals = rival_similarity(sims, Gate(gate.bank, gate.bank_classes, gate.thresholds, centre,
+                                         negatives).negative_similarity(val_raw))
     true_rivals = np.array([rivals[i, c] for i, s in enumerate(val_pos) for c in s.classes])
-    # the photos allowed to lose their sight (0 under 34 photos): first those a rival takes,
-    # then the threshold may take the rest of the allowance
+    # the photos allowed to lose their sight (0 under 34 photos): the rival margin is the
+    # smallest (at least RIVAL_MARGIN) that takes no more of them than that, then the
+    # threshold may take the rest of the allowance
     allowed = int(len(true_sims) * (1.0 - KEEP_RATE))
-    passing = np.sort(true_sims[true_sims + RIVAL_MARGIN > true_rivals])
+    closer_by = np.sort(true_rivals - true_sims)[::-1]  # > 0: a rival is closer
+    margin = max(RIVAL_MARGIN, float(closer_by[allowed]) + MARGIN)
+    passing = np.sort(true_sims[true_sims + margin > true_rivals])
     lost = len(true_sims) - len(passing)
     threshold = (float(passing[min(max(0, allowed - lost), len(passing) - 1)]) - MARGIN
                  if len(passing) else DISABLED)
@@ -244,7 +247,7 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
                                 "median": round(float(np.median(true_sims)), 4)},
     }
     gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, threshold, np.float32),
-                centre, negatives, RIVAL_MARGIN)
+                centre, negatives, margin)
     val_neg = [s for s in val if s.is_negative]
     if val_neg:
         rejected = ~gate.keeps(embedder([s.pixels for s in val_neg])).any(axis=1)
