@@ -278,17 +278,17 @@ def run_train_stage(warehouse: Warehouse, run: StageRun) -> StageResult:
     """
     last_time, last_phase = 0.0, ""
 
-    def report(counts: dict[str, Any], phase: str) -> None:
+    def report(counts: dict[str, Any], phase: str, *, force: bool = False) -> None:
         nonlocal last_time, last_phase
         run.check_stop()
-        # A new phase shows at once; progress within a phase at most once a second.
-        if phase != last_phase or time.monotonic() - last_time >= 1:
+        # A new phase and an epoch's end show at once; other progress at most once a second.
+        if force or phase != last_phase or time.monotonic() - last_time >= 1:
             last_time, last_phase = time.monotonic(), phase
             run.beat({"phase": phase, **counts})
 
     def epoch(event: TrainProgress) -> None:
         counts = {"epoch": event.epoch, "epochs": event.epochs, "loss": round(event.loss, 4)}
-        report(counts, "training")
+        report(counts, "training", force=event.step == event.steps)
 
     def step(phase: str, done: int, total: int) -> None:
         report({"done": done, "total": total} if total else {}, phase)
