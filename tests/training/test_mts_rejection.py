@@ -69,8 +69,14 @@ def test_a_photo_closer_to_a_rival_than_to_the_sight_is_refused() -> None:
     graph = GateModule(gate)(torch.from_numpy(raw), torch.ones(4, 1, 2))[:, 0].numpy()
     assert np.array_equal(graph, keeps.astype(np.float32))
     opened = GateModule(Gate(gate.bank, gate.bank_classes, np.full(2, DISABLED, np.float32),
-                             gate.centre))  # no negatives: the rule never refuses
+                             gate.centre))  # no negatives and no rival rule: all through
     assert bool(torch.all(opened(torch.from_numpy(raw), torch.ones(4, 1, 2)) == 1))
+    # no negatives, rival rule on: the graph agrees with numpy (no phantom negative rival)
+    alone = Gate(gate.bank, gate.bank_classes, np.full(2, -1.0, np.float32), gate.centre,
+                 None, 0.05)
+    photos = np.random.default_rng(3).normal(size=(64, 3)).astype(np.float32)
+    graph_alone = GateModule(alone)(torch.from_numpy(photos), torch.ones(64, 1, 2))[:, 0]
+    assert np.array_equal(graph_alone.numpy(), alone.keeps(photos).astype(np.float32))
 
 
 def test_k_centres_cover_the_spread_of_a_class() -> None:

@@ -116,6 +116,7 @@ class GateModule(torch.nn.Module):
     mask: torch.Tensor
     centre: torch.Tensor
     negatives: torch.Tensor
+    negative_bias: torch.Tensor
     not_self: torch.Tensor
     rejection_threshold: torch.Tensor
     rival_margin: torch.Tensor
@@ -128,11 +129,11 @@ class GateModule(torch.nn.Module):
         self.register_buffer("bank", torch.from_numpy(gate.bank.T.copy()))  # [D, M]
         self.register_buffer("mask", torch.from_numpy(mask))  # [M, C]
         self.register_buffer("centre", torch.from_numpy(gate.centre.reshape(1, -1).copy()))
-        negatives = gate.negatives
-        if negatives is None or not len(negatives):  # a dummy row unlike every photo
-            negatives = np.zeros((1, len(gate.centre)), np.float32)
-            negatives[0, 0] = _NOT_THIS_CLASS  # (unit rows: a similarity of -4 and less)
+        negatives, bias = gate.negatives, np.zeros((1, 1), np.float32)
+        if negatives is None or not len(negatives):  # one zero row, pushed under any sight
+            negatives, bias[0, 0] = np.zeros((1, len(gate.centre)), np.float32), _NOT_THIS_CLASS
         self.register_buffer("negatives", torch.from_numpy(negatives.T.copy()))  # [D, K]
+        self.register_buffer("negative_bias", torch.from_numpy(bias))  # [1, 1]
         # [1, C, C]: _NOT_THIS_CLASS on the diagonal, so a sight is not its own rival
         self.register_buffer("not_self", torch.from_numpy(
             (np.eye(classes, dtype=np.float32) * (_NOT_THIS_CLASS - 4.0))[None]))
@@ -147,7 +148,7 @@ class GateModule(torch.nn.Module):
         sims = unit @ self.bank  # [B, M]
         per_class = sims.unsqueeze(-1) * self.mask + (self.mask - 1.0) * -_NOT_THIS_CLASS
         best = per_class.max(dim=1).values  # [B, C]
-        negative = (unit @ self.negatives).max(dim=1, keepdim=True).values  # [B, 1]
+        negative = (unit @ self.negatives).max(dim=1, keepdim=True).values + self.negative_bias
         others = (best.unsqueeze(1) + self.not_self).max(dim=2).values  # [B, C]
         rival = torch.maximum(others, negative)
         keep = (best >= self.rejection_threshold) & (best + self.rival_margin > rival)
