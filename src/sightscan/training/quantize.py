@@ -120,9 +120,8 @@ def _float_ends(model: onnx.ModelProto) -> list[str]:
                 stack.extend(other.output if forward else other.input)
         return False
 
-    ends = [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS
+    return [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS
             and not (reaches_quantised(node, True) and reaches_quantised(node, False))]
-    return ends + _gate_nodes(model)
 
 
 def _gate_nodes(model: onnx.ModelProto) -> list[str]:
@@ -163,7 +162,7 @@ def quantize_model(float_model: bytes, photos: Sequence[np.ndarray], *,
             options["OpTypesToExcludeOutputQuantization"] = QUANTIZED_OPS
         try:
             quantize_static(
-                model, output, reader, nodes_to_exclude=_float_ends(model),
+                model, output, reader, nodes_to_exclude=_float_ends(model) + _gate_nodes(model),
                 quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
                 per_channel=True, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
@@ -209,7 +208,8 @@ def regate(model_bytes: bytes, train: Sequence[Sample], val: Sequence[Sample]) -
     model.graph.output.append(onnx.helper.make_tensor_value_info(
         embedding, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    size = int(read_metadata(model_bytes)["input"]["shape"][1])
+    metadata = read_metadata(model_bytes)
+    size = int(metadata["input"]["shape"][1])
 
     def embed(pixels: Sequence[np.ndarray]) -> np.ndarray:
         photos = calibration_photos(pixels, size, limit=len(pixels))
@@ -217,7 +217,6 @@ def regate(model_bytes: bytes, train: Sequence[Sample], val: Sequence[Sample]) -
                 for i in range(0, len(photos), 32)]
         return np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
 
-    metadata = read_metadata(model_bytes)
     gate, calibration = build_gate(embed, train, val, len(metadata["class_names"]))
     model.graph.output.pop()
     initializers = {t.name: t for t in model.graph.initializer}

@@ -221,15 +221,14 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     negatives = unit[[negative_rows[i] for i in k_centres(unit[negative_rows], MAX_NEGATIVES)]
                      if negative_rows else []].astype(np.float32)
     gate = Gate(unit[rows].astype(np.float32), np.array(row_classes, np.int64),
-                np.full(num_classes, DISABLED, np.float32), centre)
+                np.full(num_classes, DISABLED, np.float32), centre, negatives)
     val_pos = [s for s in val if s.classes]
     if not val_pos:
         return gate, {"calibrated_on": 0, "note": "no held-out sight photos: gate disabled"}
     val_raw = embedder([s.pixels for s in val_pos])
     sims = gate.class_similarity(val_raw)
     true_sims = np.array([sims[i, c] for i, s in enumerate(val_pos) for c in s.classes])
-    rivals = rival_similarity(sims, Gate(gate.bank, gate.bank_classes, gate.thresholds, centre,
-                                         negatives).negative_similarity(val_raw))
+    rivals = rival_similarity(sims, gate.negative_similarity(val_raw))
     true_rivals = np.array([rivals[i, c] for i, s in enumerate(val_pos) for c in s.classes])
     # the photos allowed to lose their sight (0 under 34 photos): the rival margin is the
     # smallest (at least RIVAL_MARGIN) that takes no more of them than that, then the
