@@ -12,7 +12,7 @@ from mts_synthetic import SHAPES, make_images
 from sightscan.errors import TrainingError
 from sightscan.inference import Detector
 from sightscan.training import TrainConfig, assemble_training_set, train_detector
-from sightscan.training.dataset import TrainingSet
+from sightscan.training.dataset import Sample, TrainingImage, TrainingSet
 from sightscan.training.export import (
     REJECTION_INITIALIZER,
     base_metadata,
@@ -21,7 +21,17 @@ from sightscan.training.export import (
     set_rejection_threshold,
 )
 from sightscan.training.model import SightNet
-from sightscan.training.rejection import DISABLED, RIVAL_MARGIN, Gate, GateModule, k_centres
+from sightscan.training.rejection import (
+    DISABLED,
+    MAX_NEGATIVES,
+    RIVAL_MARGIN,
+    Gate,
+    GateModule,
+    build_gate,
+    int8_roundtrip,
+    k_centres,
+    quarter_crops,
+)
 from sightscan.training.trainer import TrainedModel
 
 
@@ -83,6 +93,62 @@ def test_k_centres_cover_the_spread_of_a_class() -> None:
     points = _unit([[1, 0], [0.99, 0.01], [0.98, 0.02], [0, 1]])
     picked = k_centres(points, 2)
     assert 3 in picked and len(picked) == 2  # the outlier is kept, not a third near-copy
+
+
+def _quadrants(colours: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A 32 x 32 photo of four coloured quadrants (a "sight" seen whole), a little noise."""
+    photo = np.zeros((32, 32, 3))
+    for index, (y, x) in enumerate([(0, 0), (0, 16), (16, 0), (16, 16)]):
+        photo[y:y + 16, x:x + 16] = colours[index]
+    return np.clip(photo + rng.normal(0, 6, photo.shape), 0, 255).astype(np.uint8)
+
+
+def _grid_colours(photos: Sequence[np.ndarray]) -> np.ndarray:
+    """A plain embedding: the mean colour of each cell of a 4 x 4 grid (48 values)."""
+    rows = []
+    for photo in photos:
+        h, w = photo.shape[0] // 4, photo.shape[1] // 4
+        rows.append([photo[y * h:(y + 1) * h, x * w:(x + 1) * w].mean(axis=(0, 1))
+                     for y in range(4) for x in range(4)])
+    return np.asarray(rows, np.float32).reshape(len(photos), -1)
+
+
+def test_a_city_without_negatives_gets_its_photos_quarters_as_negatives() -> None:
+    # photo-level labels only, no background photo: the gate's negatives are cut from the
+    # sight photos (their quarters: a close view of a wall or the sky is refused when it
+    # matches a quarter better than a whole sight photo, see the rival rule above)
+    rng = np.random.default_rng(0)
+    sights = rng.uniform(0, 255, (2, 4, 3))
+
+    def samples(count: int, seed: int) -> list[Sample]:
+        noise = np.random.default_rng(seed)
+        return [Sample(f"{c}-{i}", _quadrants(sights[c], noise), [], [c],
+                       TrainingImage(f"{c}-{i}", bytes, []))
+                for c in range(2) for i in range(count)]
+
+    train, val = samples(20, 1), samples(10, 2)
+    gate, calibration = build_gate(_grid_colours, train, val, 2)
+    assert gate.negatives is not None
+    assert len(gate.negatives) == min(MAX_NEGATIVES, 4 * len(train))
+    quarters = gate.normalise(_grid_colours([q for s in train for q in quarter_crops(s.pixels)]))
+    assert (gate.negatives @ quarters.T).max(axis=1).min() > 0.99  # each one a quarter (int8)
+    assert calibration["held_out_lost_to_rivals"] == 0
+    assert gate.keeps(_grid_colours([s.pixels for s in samples(5, 3)])).any(axis=1).all()
+
+
+def test_the_exported_gate_keeps_its_banks_as_int8() -> None:
+    net = SightNet(2, 64, pretrained=False, frozen_blocks=3).eval()
+    bank = int8_roundtrip(_unit(np.random.default_rng(0).normal(size=(6, 320))))
+    negatives = int8_roundtrip(_unit(np.random.default_rng(1).normal(size=(4, 320))))
+    gate = Gate(bank, np.array([0, 0, 0, 1, 1, 1]), np.full(2, 0.3, np.float32),
+                np.zeros(320, np.float32), negatives, 0.05)
+    model = export_onnx(net, base_metadata(["a", "b"], 64), gate=GateModule(gate))
+    stored = {t.name: t for t in onnx.load_from_string(model).graph.initializer}
+    assert stored["gate.bank_int8"].data_type == onnx.TensorProto.INT8
+    assert stored["gate.negatives_int8"].data_type == onnx.TensorProto.INT8
+    restored = (onnx.numpy_helper.to_array(stored["gate.bank_int8"]).astype(np.float32)
+                * onnx.numpy_helper.to_array(stored["gate.bank_scale"]))
+    assert np.allclose(restored.T, bank, atol=1e-6)  # what the gate was calibrated on
 
 
 def test_the_trained_model_carries_a_calibrated_gate(trained: TrainedModel,

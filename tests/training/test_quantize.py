@@ -80,7 +80,7 @@ def test_int8_is_served_when_it_holds_up_and_the_reason_is_recorded(
     served = choose_served_model(trained.onnx, trained.metrics, calibration=calibration,
                                  val_images=val, class_names=synthetic_training_set.class_names,
                                  tolerance=1.0)
-    assert served.precision == "int8" and served.record["served"] == "int8"
+    assert served.precision == "int8" and served.record["served"] == "int8", served.reason
     assert served.record["int8_bytes"] == len(served.onnx) < served.record["float_bytes"]
     assert "int8_metrics" in served.record and served.reason
 
@@ -98,6 +98,14 @@ def test_the_float_model_is_served_when_int8_falls_short(
     assert reason in served.reason and served.record["served"] == "float32"
 
 
+def _stored_bank(model: bytes) -> np.ndarray:
+    """The gate's bank as the graph restores it: int8 values times a scale per photo."""
+    found = {t.name: onnx.numpy_helper.to_array(t)
+             for t in onnx.load_from_string(model).graph.initializer}
+    bank: np.ndarray = found["gate.bank_int8"].astype(np.float32) * found["gate.bank_scale"]
+    return bank
+
+
 def test_the_int8_gate_is_rebuilt_on_the_int8_features(
         trained: TrainedModel, calibration: list[np.ndarray],
         synthetic_training_set: TrainingSet) -> None:
@@ -106,13 +114,10 @@ def test_the_int8_gate_is_rebuilt_on_the_int8_features(
     graph = onnx.load_from_string(rebuilt).graph
     gate_matmuls = [n for n in graph.node if n.op_type == "MatMul"
                     and any(name.startswith("gate.") for name in n.input)]
-    assert gate_matmuls, "the gate's bank must stay a float initializer"
-    float_bank = next(t for t in onnx.load_from_string(trained.onnx).graph.initializer
-                      if t.name == "gate.bank")
-    int8_bank = next(t for t in graph.initializer if t.name == "gate.bank")
-    assert int8_bank.dims == float_bank.dims
-    assert not np.array_equal(onnx.numpy_helper.to_array(int8_bank),
-                              onnx.numpy_helper.to_array(float_bank))  # its own features
+    assert gate_matmuls, "the gate's MatMuls must stay float"
+    float_bank, int8_bank = (_stored_bank(model) for model in (trained.onnx, rebuilt))
+    assert int8_bank.shape == float_bank.shape
+    assert not np.array_equal(int8_bank, float_bank)  # its own features
     rejection = read_metadata(rebuilt)["rejection"]
     assert rejection["calibrated_on"] == sum(1 for s in synthetic_training_set.val if s.classes)
     # the held-out sight photos keep their sight through the int8 gate, as through the float one

@@ -20,7 +20,7 @@ import torch
 
 from sightscan.errors import TrainingError
 from sightscan.training.model import BACKBONE, BACKBONE_LICENSE, ExportWrapper, SightNet
-from sightscan.training.rejection import DISABLED, NO_RIVAL_RULE, GateModule
+from sightscan.training.rejection import DISABLED, NO_RIVAL_RULE, GateModule, int8_columns
 
 METADATA_KEY = "sightscan"
 MODEL_FORMAT = "sightscan-detector"
@@ -30,6 +30,8 @@ MAX_MODEL_BYTES = 20_000_000
 PARITY_TOLERANCE = 2e-3
 REJECTION_INITIALIZER = "gate.rejection_threshold"  # the buffer's name in the ONNX graph
 RIVAL_MARGIN_INITIALIZER = "gate.rival_margin"
+INT8_STORED = ("gate.bank", "gate.negatives")  # the gate's embedding banks ([D, M] each)
+INT8_SUFFIX, SCALE_SUFFIX, ZERO_SUFFIX = "_int8", "_scale", "_zero"
 
 
 def input_spec(image_size: int) -> dict[str, Any]:
@@ -138,7 +140,9 @@ def export_onnx(net: SightNet, metadata: dict[str, Any], *, check_parity: bool =
             dynamic_axes={"image": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}},
             opset_version=OPSET, dynamo=False,
         )
-    model_bytes = set_metadata(buffer.getvalue(), metadata)
+    graph = onnx.load_from_string(buffer.getvalue())
+    _store_banks_as_int8(graph)
+    model_bytes = set_metadata(graph.SerializeToString(), metadata)
     try:
         onnx.checker.check_model(onnx.load_from_string(model_bytes), full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -162,6 +166,42 @@ def export_onnx(net: SightNet, metadata: dict[str, Any], *, check_parity: bool =
                 gate.rejection_threshold.copy_(saved[0])
                 gate.rival_margin.copy_(saved[1])
     return model_bytes
+
+
+def _store_banks_as_int8(model: onnx.ModelProto) -> None:
+    """Store the gate's banks as int8 + a scale per photo, restored by DequantizeLinear
+    under the same tensor name (a photo costs 1.3 kB instead of 5 kB of model)."""
+    initializers = {t.name: t for t in model.graph.initializer}
+    for name in INT8_STORED:
+        if name not in initializers:
+            continue
+        quantised, scale = int8_columns(onnx.numpy_helper.to_array(initializers[name]))
+        model.graph.initializer.remove(initializers[name])
+        model.graph.initializer.extend([
+            onnx.numpy_helper.from_array(quantised, name + INT8_SUFFIX),
+            onnx.numpy_helper.from_array(scale, name + SCALE_SUFFIX),
+            onnx.numpy_helper.from_array(np.zeros(scale.shape, np.int8), name + ZERO_SUFFIX),
+        ])
+        model.graph.node.insert(0, onnx.helper.make_node(
+            "DequantizeLinear", [name + INT8_SUFFIX, name + SCALE_SUFFIX, name + ZERO_SUFFIX],
+            [name], name=f"{name}.restore", axis=1))
+
+
+def replace_gate_constant(model: onnx.ModelProto, name: str, value: np.ndarray) -> bool:
+    """Write a gate constant in place (int8-stored banks re-quantised); False if the graph
+    has no such constant of that shape."""
+    initializers = {t.name: t for t in model.graph.initializer}
+    stored = name in INT8_STORED and name + INT8_SUFFIX in initializers
+    parts = dict(zip((INT8_SUFFIX, SCALE_SUFFIX, ZERO_SUFFIX),
+                     (*int8_columns(value), np.zeros(value.shape[1:], np.int8)), strict=True)
+                 ) if stored else {"": value}
+    for suffix, part in parts.items():
+        found = initializers.get(name + suffix)
+        if found is None or tuple(found.dims) != part.shape:
+            return False
+    for suffix, part in parts.items():
+        initializers[name + suffix].CopyFrom(onnx.numpy_helper.from_array(part, name + suffix))
+    return True
 
 
 def _check_parity(wrapper: ExportWrapper, model_bytes: bytes, size: int) -> None:

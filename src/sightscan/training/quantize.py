@@ -37,7 +37,7 @@ from sightscan.errors import TrainingError
 from sightscan.inference import Detector
 from sightscan.training.dataset import Sample, TrainingImage
 from sightscan.training.evaluation import Metrics, evaluate
-from sightscan.training.export import read_metadata, set_metadata
+from sightscan.training.export import read_metadata, replace_gate_constant, set_metadata
 from sightscan.training.rejection import build_gate, gate_buffers
 
 log = logging.getLogger(__name__)
@@ -219,14 +219,12 @@ def regate(model_bytes: bytes, train: Sequence[Sample], val: Sequence[Sample]) -
 
     gate, calibration = build_gate(embed, train, val, len(metadata["class_names"]))
     model.graph.output.pop()
-    initializers = {t.name: t for t in model.graph.initializer}
     for name, value in gate_buffers(gate).items():
         if name.removeprefix(GATE_PREFIX) not in REBUILT:
             continue  # the same for the same photos per sight (mask, not_self, margin)
-        if name not in initializers or tuple(initializers[name].dims) != value.shape:
+        if not replace_gate_constant(model, name, value):
             log.warning("the int8 model's gate differs from the float one (%s); kept as is", name)
             return model_bytes
-        initializers[name].CopyFrom(onnx.numpy_helper.from_array(value, name))
     metadata["rejection"] = gate.metadata(calibration)
     return set_metadata(model.SerializeToString(), metadata)
 

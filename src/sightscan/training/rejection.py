@@ -2,14 +2,18 @@
 
 The detector's class scores only compare the city's sights with each other and with the
 negatives it saw; a photo unlike everything in training (a cat, a coffee cup, another
-city's tower) can still score high for some sight. The gate compares the photo's pooled
-backbone features (an embedding) with each sight's training photos (cosine similarity,
-nearest neighbour) and zeroes that sight's scores when the photo is not close enough to
-any of them, or when its nearest training photo is a rival: another sight's photo or a
-negative photo (background crops, everyday scenes, other cities' photos), by more than a
-small margin. The embedding is the pooled stride-32 features of the frozen ImageNet
-backbone: general enough to tell a cat, a cup or another city's tower from the city's
-sights. It needs no other city's photos: the threshold is calibrated on the city's own
+city's tower) can still score high for some sight. The gate compares the photo's embedding
+with each sight's training photos (cosine similarity, nearest neighbour) and zeroes that
+sight's scores when the photo is not close enough to any of them, or when its nearest
+training photo is a rival: another sight's photo or a negative photo, by more than a small
+margin. Negatives are the city's background crops and other photos of no sight, plus the
+four quarters of each sight photo: a close view of a wall, a tree or the sky matches a
+quarter better than a whole sight photo, so every city has negatives, a city whose photos
+carry only a sight name too.
+
+The embedding is the pooled stride-32 features of the frozen ImageNet backbone: general
+enough to tell a cat, a cup or another city's tower from the city's sights. It needs no
+other city's photos: the threshold and the margin are calibrated on the city's own
 held-out photos so that at least `KEEP_RATE` of them keep their sight.
 
 The bank of embeddings and the threshold are constants inside the exported ONNX graph,
@@ -35,6 +39,7 @@ KEEP_RATE = 0.97  # share of held-out sight photos that must keep their answer
 MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the spread
 MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
 MAX_NEGATIVES = 128  # bank entries of negative photos
+MAX_QUARTERED = 256  # sight photos whose quarters are negative candidates (embedding cost)
 DISABLED = -2.0  # a threshold under any cosine similarity: the gate lets everything through
 RIVAL_MARGIN = 0.05  # the least margin a rival must be closer by to refuse (see build_gate)
 NO_RIVAL_RULE = 8.0  # a rival margin no similarity difference reaches: the rule is off
@@ -87,7 +92,8 @@ class Gate:
         """What the model metadata says about the gate."""
         return {
             "method": "cosine nearest neighbour of the pooled stride-32 ImageNet features to "
-                      "each sight's training photos and to the negative photos; a sight's "
+                      "each sight's training photos and to the negative photos (the photos' "
+                      "quarters among them); a sight's "
                       "scores are zeroed below its threshold or when a rival (another sight "
                       "or a negative) is closer by more than the margin",
             "bank_size": int(len(self.bank)),
@@ -189,6 +195,30 @@ def k_centres(points: np.ndarray, k: int) -> list[int]:
     return sorted(chosen)
 
 
+def int8_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[D, M] float -> (int8 [D, M], float32 scale [M]): symmetric, one scale per column.
+
+    The graph stores the banks so (a quarter of the bytes), and the gate is calibrated on
+    the same rounded values (`int8_roundtrip`)."""
+    scale = np.maximum(np.abs(values).max(axis=0), 1e-12).astype(np.float32) / 127.0
+    quantised = np.clip(np.round(values / scale), -127, 127).astype(np.int8)
+    return quantised, scale.astype(np.float32)
+
+
+def int8_roundtrip(rows: np.ndarray) -> np.ndarray:
+    """[M, D] float rows as the graph sees them after int8 storage (see `int8_columns`)."""
+    quantised, scale = int8_columns(rows.T)
+    restored: np.ndarray = (quantised.astype(np.float32) * scale).T.astype(np.float32)
+    return restored
+
+
+def quarter_crops(pixels: np.ndarray) -> list[np.ndarray]:
+    """The photo's four quarters (top left, top right, bottom left, bottom right)."""
+    h, w = pixels.shape[:2]
+    return [np.ascontiguousarray(pixels[y:y + h // 2, x:x + w // 2])
+            for y in (0, h // 2) for x in (0, w // 2)]
+
+
 Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]  # uint8 RGB photos -> raw [B, D]
 
 
@@ -209,7 +239,8 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     # Centring on all training photos (negatives too) removes the direction every photo
     # shares, which otherwise puts every cosine similarity near 1.
     centre = raw.mean(axis=0).astype(np.float32)
-    unit = Gate(raw[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre).normalise(raw)
+    gate_of_centre = Gate(raw[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre)
+    unit = gate_of_centre.normalise(raw)
     rows: list[int] = []
     row_classes: list[int] = []
     for c in range(num_classes):
@@ -217,10 +248,14 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
         picked = k_centres(unit[members], MAX_PER_CLASS) if members else []
         rows += [members[i] for i in picked]
         row_classes += [c] * len(picked)
-    negative_rows = [i for i, s in enumerate(train) if s.is_negative]
-    negatives = unit[[negative_rows[i] for i in k_centres(unit[negative_rows], MAX_NEGATIVES)]
-                     if negative_rows else []].astype(np.float32)
-    gate = Gate(unit[rows].astype(np.float32), np.array(row_classes, np.int64),
+    sights = [s for s in train if s.classes]
+    quarters = [q for s in sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
+                for q in quarter_crops(s.pixels)]
+    candidates = np.concatenate([unit[[i for i, s in enumerate(train) if s.is_negative]],
+                                 gate_of_centre.normalise(embedder(quarters)) if quarters
+                                 else unit[:0]])
+    negatives = int8_roundtrip(candidates[k_centres(candidates, MAX_NEGATIVES)])
+    gate = Gate(int8_roundtrip(unit[rows]), np.array(row_classes, np.int64),
                 np.full(num_classes, DISABLED, np.float32), centre, negatives)
     val_pos = [s for s in val if s.classes]
     if not val_pos:
