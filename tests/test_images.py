@@ -5,11 +5,18 @@ from __future__ import annotations
 import hashlib
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from sightscan.errors import InvalidImageError
-from sightscan.images import inspect_image, open_rgb, register_formats, sha256_hex
+from sightscan.images import (
+    decode_checked_rgb,
+    inspect_image,
+    open_rgb,
+    register_formats,
+    sha256_hex,
+)
 
 
 def encode(fmt: str, size: tuple[int, int] = (32, 20), mode: str = "RGB") -> bytes:
@@ -113,3 +120,30 @@ def test_open_rgb_converts_palette_and_alpha() -> None:
     buffer = io.BytesIO()
     Image.new("RGBA", (4, 4), (1, 2, 3, 0)).save(buffer, format="PNG")
     assert open_rgb(buffer.getvalue()).mode == "RGB"
+
+
+def test_a_large_jpeg_decodes_at_a_smaller_scale_for_a_model_input() -> None:
+    image = Image.linear_gradient("L").resize((1024, 768)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated: 768 x 1024
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    data = buffer.getvalue()
+    assert decode_checked_rgb(data).size == (768, 1024)
+    small = decode_checked_rgb(data, at_least=256)
+    assert small.mode == "RGB" and small.size == (384, 512)  # 1/2: 1/4 would go under 256
+    full = np.asarray(open_rgb(data).resize(small.size, Image.Resampling.BILINEAR), np.int16)
+    assert np.abs(np.asarray(small, np.int16) - full).mean() < 3  # the same picture
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_the_one_pass_decode_rejects_what_inspect_rejects(fmt: str) -> None:
+    buffer = io.BytesIO()
+    Image.effect_noise((512, 512), 60).convert("RGB").save(buffer, format=fmt)
+    data = buffer.getvalue()
+    with pytest.raises(InvalidImageError, match="broken"):
+        decode_checked_rgb(data[: len(data) // 2], at_least=64)
+    with pytest.raises(InvalidImageError, match="pixels"):
+        decode_checked_rgb(data, at_least=64, max_pixels=10_000)
+    with pytest.raises(InvalidImageError):
+        decode_checked_rgb(b"%PDF-1.4\n" + b"0" * 200)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -59,10 +61,10 @@ def register_formats() -> None:
     register_heif_opener()
 
 
-def inspect_image(
-    data: bytes, *, max_bytes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> ImageInfo:
-    """Check that `data` is a whole, supported image of sane size; return what it is."""
+@contextmanager
+def _checked(data: bytes, max_bytes: int | None, max_pixels: int) -> Iterator[Image.Image]:
+    """The opened image once its format and size are checked (before any pixel is
+    decoded); every decoding failure inside the block becomes an InvalidImageError."""
     if not data:
         raise InvalidImageError("expected image bytes, got an empty file")
     if max_bytes is not None and len(data) > max_bytes:
@@ -82,14 +84,40 @@ def inspect_image(
                     raise InvalidImageError(
                         f"expected at most {max_pixels} pixels, got {width}x{height}"
                     )
-                image.load()  # full decode: catches truncated and corrupt files
+                yield image
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidImageError(f"expected a {FORMAT_NAMES} image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"expected an intact image, got a broken file ({exc})") from None
+
+
+def inspect_image(
+    data: bytes, *, max_bytes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ImageInfo:
+    """Check that `data` is a whole, supported image of sane size; return what it is."""
+    with _checked(data, max_bytes, max_pixels) as image:
+        fmt, (width, height) = image.format or "", image.size
+        image.load()  # full decode: catches truncated and corrupt files
     return ImageInfo(fmt, ALLOWED_FORMATS[fmt], width, height, sha256_hex(data), len(data))
+
+
+def decode_checked_rgb(data: bytes, *, at_least: int | None = None,
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Check and decode in one pass (as `inspect_image`, then `open_rgb`), for detection.
+
+    With `at_least`, a JPEG is decoded at the smallest scale (1/2, 1/4 or 1/8, done inside
+    the decoder) that keeps both sides at least that long: a phone photo shrunk to a
+    256-pixel model input decodes several times faster.
+    """
+    from PIL import ImageOps
+
+    with _checked(data, None, max_pixels) as image:
+        if at_least is not None:
+            image.draft(None, (at_least, at_least))
+        image.load()
+        return ImageOps.exif_transpose(image).convert("RGB")
 
 
 def read_photo(path: str | Path) -> bytes:

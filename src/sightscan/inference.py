@@ -18,14 +18,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 from sightscan.detections import Box, Detection
 from sightscan.errors import InvalidImageError, ModelFormatError
-from sightscan.images import inspect_image, open_rgb, read_photo
+from sightscan.images import decode_checked_rgb, read_photo
 
 METADATA_KEY = "sightscan"
 MODEL_FORMAT = "sightscan-detector"
 ImageInput = Image.Image | bytes | str | Path
 
 
-def _to_rgb(image: ImageInput) -> Image.Image:
+def _to_rgb(image: ImageInput, at_least: int | None = None) -> Image.Image:
+    """The photo as an RGB image, checked; `at_least` lets a JPEG decode at a smaller scale."""
     if isinstance(image, Image.Image):
         return image.convert("RGB") if image.mode != "RGB" else image
     if isinstance(image, str | Path):
@@ -35,8 +36,7 @@ def _to_rgb(image: ImageInput) -> Image.Image:
     else:
         kind = type(image).__name__
         raise InvalidImageError(f"expected a PIL image, bytes or a path, got {kind}")
-    inspect_image(data)
-    return open_rgb(data)
+    return decode_checked_rgb(data, at_least=at_least)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -117,7 +117,7 @@ class Detector:
 
     def preprocess(self, image: ImageInput) -> np.ndarray:
         """A photo -> the model input: uint8 RGB [S, S, 3], stretched with bilinear resampling."""
-        rgb = _to_rgb(image)
+        rgb = _to_rgb(image, at_least=self.input_size)
         size = (self.input_size, self.input_size)
         if rgb.size != size:
             rgb = rgb.resize(size, Image.Resampling.BILINEAR)
