@@ -3,7 +3,7 @@
 Each set gives training photos (negatives: background crops cut from its own photos, as a
 city alone in its warehouse gets), held-out sight photos, and a pool of its photos that
 other sets use as "another city's landmarks". Nothing here is a test: the shared sets live
-outside the repository (SIGHTSCAN_DATASETS, default /work/shared/datasets).
+outside the repository (SIGHTSCAN_DATASETS, default ../shared/datasets).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from sightscan.detections import Box, Label
 from sightscan.training import TrainingImage
 from sightscan.training.negatives import background_crops
 
-DATA = Path(os.environ.get("SIGHTSCAN_DATASETS", "/work/shared/datasets"))
+# ../shared/datasets beside the repository, as on CI and in development
+DATA = Path(os.environ.get("SIGHTSCAN_DATASETS",
+                           Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SETS = ("towers", "intramuros", "berlin")
 # the boxed sets imported as photo folders: boxes dropped in training, kept for judging
