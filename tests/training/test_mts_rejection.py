@@ -132,8 +132,30 @@ def test_a_city_without_negatives_gets_its_photos_quarters_as_negatives() -> Non
     assert len(gate.negatives) == min(MAX_NEGATIVES, 4 * len(train))
     quarters = gate.normalise(_grid_colours([q for s in train for q in quarter_crops(s.pixels)]))
     assert (gate.negatives @ quarters.T).max(axis=1).min() > 0.99  # each one a quarter (int8)
-    assert calibration["held_out_lost_to_rivals"] == 0
+    assert calibration["calibration_lost_to_rivals"] <= int(calibration["calibrated_on"] * 0.03)
     assert gate.keeps(_grid_colours([s.pixels for s in samples(5, 3)])).any(axis=1).all()
+
+
+def test_training_photos_calibrate_the_gate_without_their_near_duplicates() -> None:
+    # each training photo is there three times (augmented copies, one near-duplicate
+    # group): left out for calibration, it must not be matched to its own copies
+    rng = np.random.default_rng(0)
+    sights = rng.uniform(0, 255, (2, 4, 3))
+    originals = [(c, _quadrants(sights[c] + rng.normal(0, 40, (4, 3)), rng))
+                 for c in range(2) for _ in range(8)]  # each original seen in its own light
+
+    def copies(grouped: bool) -> list[Sample]:
+        return [Sample(f"{g}-{k}", pixels, [], [c], TrainingImage(f"{g}-{k}", bytes, []),
+                       g if grouped else None)
+                for g, (c, pixels) in enumerate(originals) for k in range(3)]
+
+    val = [Sample(f"v{c}", _quadrants(sights[c], rng), [], [c], TrainingImage("v", bytes, []))
+           for c in range(2)]
+    _, grouped = build_gate(_grid_colours, copies(True), val, 2)
+    _, ungrouped = build_gate(_grid_colours, copies(False), val, 2)
+    assert grouped["calibrated_on_training_left_out"] == 48
+    assert ungrouped["calibration_similarity"]["median"] > 0.999  # its own copy
+    assert grouped["calibration_similarity"]["median"] < 0.99  # another photo
 
 
 def test_the_exported_gate_keeps_its_banks_as_int8() -> None:
@@ -154,12 +176,19 @@ def test_the_exported_gate_keeps_its_banks_as_int8() -> None:
 def test_the_trained_model_carries_a_calibrated_gate(trained: TrainedModel,
                                                   synthetic_training_set: TrainingSet) -> None:
     rejection = trained.metadata["rejection"]
-    assert rejection["calibrated_on"] == sum(1 for s in synthetic_training_set.val if s.classes)
+    held_out = sum(1 for s in synthetic_training_set.val if s.classes)
+    left_out = sum(1 for s in synthetic_training_set.train if s.classes)
+    assert rejection["calibrated_on_held_out"] == held_out
+    assert rejection["calibrated_on_training_left_out"] == left_out
+    assert rejection["calibrated_on"] == held_out + left_out
     assert rejection["bank_size"] <= len(synthetic_training_set.train)
-    # under 34 held-out photos none may be lost: not to a rival (another sight, a negative)
-    # closer than the calibrated margin, nor to the threshold
-    assert rejection["calibrated_on"] < 34 and rejection["held_out_lost_to_rivals"] == 0
-    assert all(t <= rejection["held_out_similarity"]["min"] for t in rejection["thresholds"])
+    # at most 3% of the calibration photos may lose their sight: to a rival (another sight,
+    # a negative) closer than the calibrated margin, or to the threshold
+    allowed = int(rejection["calibrated_on"] * 0.03)
+    assert rejection["calibration_lost_to_rivals"] <= allowed
+    similarity = rejection["calibration_similarity"]
+    assert all(similarity["min"] - 0.02 <= t <= similarity["median"]
+               for t in rejection["thresholds"])
     assert rejection["rival_margin"] >= RIVAL_MARGIN
     names = {t.name for t in onnx.load_from_string(trained.onnx).graph.initializer}
     assert REJECTION_INITIALIZER in names
@@ -198,9 +227,8 @@ def test_a_city_of_photo_folders_alone_names_no_sight_in_everyday_photos() -> No
     # held-out photos of the sights.
     training_set = assemble_training_set(make_scenes(14, seed=0), city=None,
                                          min_images_per_label=5, decode_size=64)
-    config = TrainConfig(epochs=10, image_size=64, batch_size=8, lr=3e-3, threads=1,
-                         frozen_blocks=3, seed=0)
-    model = train_detector(training_set, config).onnx
+    config = TrainConfig(epochs=10, image_size=64, batch_size=8, lr=3e-3, threads=1, seed=0)
+    model = train_detector(training_set, config).onnx  # the default frozen backbone
     gated = Detector.from_bytes(model)
     ungated = Detector.from_bytes(set_rejection_threshold(model, DISABLED))
     photos = make_everyday(12, seed=1)

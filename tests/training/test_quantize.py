@@ -119,7 +119,8 @@ def test_the_int8_gate_is_rebuilt_on_the_int8_features(
     assert int8_bank.shape == float_bank.shape
     assert not np.array_equal(int8_bank, float_bank)  # its own features
     rejection = read_metadata(rebuilt)["rejection"]
-    assert rejection["calibrated_on"] == sum(1 for s in synthetic_training_set.val if s.classes)
+    assert rejection["calibrated_on_held_out"] == sum(
+        1 for s in synthetic_training_set.val if s.classes)
     # the held-out sight photos keep their sight through the int8 gate, as through the float one
     val = [s for s in synthetic_training_set.val if s.classes]
     photos = np.stack([s.pixels for s in val])

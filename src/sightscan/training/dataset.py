@@ -53,6 +53,7 @@ class Sample:
     boxes: list[tuple[int, Box]]  # (class index, relative box)
     image_classes: list[int]  # image-level labels without a box
     source: TrainingImage  # the photo with canonical label names, for evaluation
+    group: int | None = None  # near-duplicate group (assemble_training_set); None: alone
 
     @property
     def classes(self) -> set[int]:
@@ -208,6 +209,7 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
     members: dict[str, list[str]] = {}  # first key of a group -> its keys
     for key, group in zip(keys, group_of, strict=True):
         members.setdefault(first_of.setdefault(group, key), []).append(key)
+        samples[key].group = group
     strata: dict[str, list[str]] = {}
     for first, group_keys in members.items():
         classes = {kept[c] for k in group_keys for c in samples[k].classes}

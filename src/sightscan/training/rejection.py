@@ -13,8 +13,9 @@ carry only a sight name too.
 
 The embedding is the pooled stride-32 features of the frozen ImageNet backbone: general
 enough to tell a cat, a cup or another city's tower from the city's sights. It needs no
-other city's photos: the threshold and the margin are calibrated on the city's own
-held-out photos so that at least `KEEP_RATE` of them keep their sight.
+other city's photos: the threshold and the margin are calibrated on the city's own photos
+(the held-out ones, and each training photo left out of the banks with its near-duplicates)
+so that at least `KEEP_RATE` of them keep their sight.
 
 The bank of embeddings and the threshold are constants inside the exported ONNX graph,
 so the Python client, the API and the browser all get the gate with the contract unchanged.
@@ -227,9 +228,32 @@ def gate_buffers(gate: Gate) -> dict[str, np.ndarray]:
     return {f"gate.{name}": buffer.numpy() for name, buffer in GateModule(gate).named_buffers()}
 
 
+_NO_GROUP = -(2**62)  # a held-out photo's group: shares none with the training photos
+
+
+def _leave_group_out(gate: Gate, photos: np.ndarray, photo_groups: np.ndarray,
+                     bank_groups: np.ndarray, negative_groups: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings [B, D] -> ([B, C] best similarity per sight, [B] to a negative),
+    ignoring the bank rows and negatives of each photo's own near-duplicate group."""
+    sims = np.where(photo_groups[:, None] == bank_groups[None], _NOT_THIS_CLASS,
+                    photos @ gate.bank.T)
+    best = np.full((len(photos), len(gate.thresholds)), _NOT_THIS_CLASS, np.float32)
+    for c in range(len(gate.thresholds)):
+        rows = gate.bank_classes == c
+        if rows.any():
+            best[:, c] = sims[:, rows].max(axis=1)
+    negative = np.full(len(photos), _NOT_THIS_CLASS, np.float32)
+    if gate.negatives is not None and len(gate.negatives):
+        negative = np.where(photo_groups[:, None] == negative_groups[None], _NOT_THIS_CLASS,
+                            photos @ gate.negatives.T).max(axis=1)
+    return best, negative
+
+
 def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequence[Sample],
                num_classes: int) -> tuple[Gate, dict[str, Any]]:
-    """Banks from the training photos; the threshold calibrated on the held-out `val`.
+    """Banks from the training photos; the threshold and the rival margin calibrated on the
+    held-out `val` photos and on every training sight photo left out with its near-duplicates.
 
     `embed` is the trained network, or any function giving the same embeddings (the int8
     model's, so that its gate matches its own features: quantize.py).
@@ -248,26 +272,36 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
         picked = k_centres(unit[members], MAX_PER_CLASS) if members else []
         rows += [members[i] for i in picked]
         row_classes += [c] * len(picked)
-    sights = [s for s in train if s.classes]
-    quarters = [q for s in sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
-                for q in quarter_crops(s.pixels)]
-    candidates = np.concatenate([unit[[i for i, s in enumerate(train) if s.is_negative]],
-                                 gate_of_centre.normalise(embedder(quarters)) if quarters
-                                 else unit[:0]])
-    negatives = int8_roundtrip(candidates[k_centres(candidates, MAX_NEGATIVES)])
+    # near-duplicate groups (a photo alone has its own): a training photo calibrates the
+    # gate only against the bank rows and negatives of other groups (leave-one-group-out)
+    groups = np.array([s.group if s.group is not None else -1 - i for i, s in enumerate(train)])
+    sights = [i for i, s in enumerate(train) if s.classes]
+    quartered = sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
+    quarters = [q for i in quartered for q in quarter_crops(train[i].pixels)]
+    background = [i for i, s in enumerate(train) if s.is_negative]
+    candidates = np.concatenate([unit[background], gate_of_centre.normalise(embedder(quarters))
+                                 if quarters else unit[:0]])
+    candidate_groups = np.concatenate([groups[background], np.repeat(groups[quartered], 4)])
+    chosen = k_centres(candidates, MAX_NEGATIVES)
+    negatives = int8_roundtrip(candidates[chosen])
     gate = Gate(int8_roundtrip(unit[rows]), np.array(row_classes, np.int64),
                 np.full(num_classes, DISABLED, np.float32), centre, negatives)
     val_pos = [s for s in val if s.classes]
     if not val_pos:
         return gate, {"calibrated_on": 0, "note": "no held-out sight photos: gate disabled"}
-    val_raw = embedder([s.pixels for s in val_pos])
-    sims = gate.class_similarity(val_raw)
-    true_sims = np.array([sims[i, c] for i, s in enumerate(val_pos) for c in s.classes])
-    rivals = rival_similarity(sims, gate.negative_similarity(val_raw))
-    true_rivals = np.array([rivals[i, c] for i, s in enumerate(val_pos) for c in s.classes])
-    # the photos allowed to lose their sight (0 under 34 photos): the rival margin is the
-    # smallest (at least RIVAL_MARGIN) that takes no more of them than that, then the
-    # threshold may take the rest of the allowance
+    # calibration photos: the held-out ones, then every training sight photo left out
+    photos = np.concatenate([gate.normalise(embedder([s.pixels for s in val_pos])),
+                             unit[sights]])
+    photo_groups = np.concatenate([np.full(len(val_pos), _NO_GROUP), groups[sights]])
+    best, negative = _leave_group_out(gate, photos, photo_groups, groups[rows],
+                                      candidate_groups[chosen])
+    rivals = rival_similarity(best, negative)
+    labelled = [*val_pos, *(train[i] for i in sights)]
+    true_sims = np.array([best[i, c] for i, s in enumerate(labelled) for c in s.classes])
+    true_rivals = np.array([rivals[i, c] for i, s in enumerate(labelled) for c in s.classes])
+    # the photos allowed to lose their sight: the rival margin is the smallest (at least
+    # RIVAL_MARGIN) that takes no more of them than that, then the threshold may take the
+    # rest of the allowance
     allowed = int(len(true_sims) * (1.0 - KEEP_RATE))
     closer_by = np.sort(true_rivals - true_sims)[::-1]  # > 0: a rival is closer
     margin = max(RIVAL_MARGIN, float(closer_by[allowed]) + MARGIN)
@@ -276,10 +310,12 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     threshold = (float(passing[min(max(0, allowed - lost), len(passing) - 1)]) - MARGIN
                  if len(passing) else DISABLED)
     calibration: dict[str, Any] = {
-        "calibrated_on": len(val_pos),
-        "held_out_lost_to_rivals": lost,
-        "held_out_similarity": {"min": round(float(true_sims.min()), 4),
-                                "median": round(float(np.median(true_sims)), 4)},
+        "calibrated_on": len(labelled),
+        "calibrated_on_held_out": len(val_pos),
+        "calibrated_on_training_left_out": len(sights),
+        "calibration_lost_to_rivals": lost,
+        "calibration_similarity": {"min": round(float(true_sims.min()), 4),
+                                   "median": round(float(np.median(true_sims)), 4)},
     }
     gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, threshold, np.float32),
                 centre, negatives, margin)
