@@ -250,6 +250,35 @@ def _leave_group_out(gate: Gate, photos: np.ndarray, photo_groups: np.ndarray,
     return best, negative
 
 
+def _sight_rows(unit: np.ndarray, train: Sequence[Sample], num_classes: int
+                ) -> tuple[list[int], list[int]]:
+    """The training photos kept in each sight's bank (k-centres) and their sights."""
+    rows: list[int] = []
+    row_classes: list[int] = []
+    for c in range(num_classes):
+        members = [i for i, s in enumerate(train) if c in s.classes]
+        picked = k_centres(unit[members], MAX_PER_CLASS) if members else []
+        rows += [members[i] for i in picked]
+        row_classes += [c] * len(picked)
+    return rows, row_classes
+
+
+def _negative_bank(embedder: Embedder, centre: np.ndarray, unit: np.ndarray,
+                   train: Sequence[Sample], groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The negatives (background photos and the quarters of sight photos, k-centres), as
+    the graph stores them, and the near-duplicate group each one was cut from."""
+    sights = [i for i, s in enumerate(train) if s.classes]
+    quartered = sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
+    quarters = [q for i in quartered for q in quarter_crops(train[i].pixels)]
+    background = [i for i, s in enumerate(train) if s.is_negative]
+    normalise = Gate(unit[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre).normalise
+    candidates = np.concatenate([unit[background],
+                                 normalise(embedder(quarters)) if quarters else unit[:0]])
+    candidate_groups = np.concatenate([groups[background], np.repeat(groups[quartered], 4)])
+    chosen = k_centres(candidates, MAX_NEGATIVES)
+    return int8_roundtrip(candidates[chosen]), candidate_groups[chosen]
+
+
 def _calibrate(true_sims: np.ndarray, true_rivals: np.ndarray) -> tuple[float, float]:
     """(rival margin, threshold) that lose at most 1 - KEEP_RATE of these sight photos.
 
@@ -279,38 +308,23 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     # Centring on all training photos (negatives too) removes the direction every photo
     # shares, which otherwise puts every cosine similarity near 1.
     centre = raw.mean(axis=0).astype(np.float32)
-    gate_of_centre = Gate(raw[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre)
-    unit = gate_of_centre.normalise(raw)
-    rows: list[int] = []
-    row_classes: list[int] = []
-    for c in range(num_classes):
-        members = [i for i, s in enumerate(train) if c in s.classes]
-        picked = k_centres(unit[members], MAX_PER_CLASS) if members else []
-        rows += [members[i] for i in picked]
-        row_classes += [c] * len(picked)
+    unit = Gate(raw[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre).normalise(raw)
     # near-duplicate groups (a photo alone has its own): a training photo calibrates the
     # gate only against the bank rows and negatives of other groups (leave-one-group-out)
     groups = np.array([s.group if s.group is not None else -1 - i for i, s in enumerate(train)])
-    sights = [i for i, s in enumerate(train) if s.classes]
-    quartered = sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
-    quarters = [q for i in quartered for q in quarter_crops(train[i].pixels)]
-    background = [i for i, s in enumerate(train) if s.is_negative]
-    candidates = np.concatenate([unit[background], gate_of_centre.normalise(embedder(quarters))
-                                 if quarters else unit[:0]])
-    candidate_groups = np.concatenate([groups[background], np.repeat(groups[quartered], 4)])
-    chosen = k_centres(candidates, MAX_NEGATIVES)
-    negatives = int8_roundtrip(candidates[chosen])
+    rows, row_classes = _sight_rows(unit, train, num_classes)
+    negatives, negative_groups = _negative_bank(embedder, centre, unit, train, groups)
     gate = Gate(int8_roundtrip(unit[rows]), np.array(row_classes, np.int64),
                 np.full(num_classes, DISABLED, np.float32), centre, negatives)
     val_pos = [s for s in val if s.classes]
     if not val_pos:
         return gate, {"calibrated_on": 0, "note": "no held-out sight photos: gate disabled"}
     # calibration photos: the held-out ones, then every training sight photo left out
+    sights = [i for i, s in enumerate(train) if s.classes]
     photos = np.concatenate([gate.normalise(embedder([s.pixels for s in val_pos])),
                              unit[sights]])
     photo_groups = np.concatenate([np.full(len(val_pos), _NO_GROUP), groups[sights]])
-    best, negative = _leave_group_out(gate, photos, photo_groups, groups[rows],
-                                      candidate_groups[chosen])
+    best, negative = _leave_group_out(gate, photos, photo_groups, groups[rows], negative_groups)
     rivals = rival_similarity(best, negative)
     labelled = [*val_pos, *(train[i] for i in sights)]
     true_sims = np.array([best[i, c] for i, s in enumerate(labelled) for c in s.classes])
@@ -324,14 +338,14 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     margin_all, threshold_all = _calibrate(true_sims, true_rivals)
     margin = (margin_held + margin_all) / 2
     threshold = (threshold_held + threshold_all) / 2
-    lost = int(np.sum(true_sims + margin <= true_rivals))
+    to_rivals = int(np.sum(true_sims + margin <= true_rivals))
     calibration: dict[str, Any] = {
         "calibrated_on": len(labelled),
         "calibrated_on_held_out": len(val_pos),
         "calibrated_on_training_left_out": len(sights),
-        "calibration_lost_to_rivals": lost,
-        "calibration_lost": lost + int(np.sum((true_sims < threshold)
-                                              & (true_sims + margin > true_rivals))),
+        "calibration_lost_to_rivals": to_rivals,
+        "calibration_lost": to_rivals + int(np.sum((true_sims < threshold)
+                                                   & (true_sims + margin > true_rivals))),
         "calibration_similarity": {"min": round(float(true_sims.min()), 4),
                                    "median": round(float(np.median(true_sims)), 4)},
         "estimates": {"held_out": [round(margin_held, 4), round(threshold_held, 4)],
