@@ -24,7 +24,7 @@ import numpy as np
 
 from sightscan.detections import Box, Label
 from sightscan.errors import InvalidImageError, TrainingError
-from sightscan.images import inspect_image, open_rgb
+from sightscan.images import decode_checked_rgb
 from sightscan.training.duplicates import group_near_duplicates
 from sightscan.training.names import merge_label_names
 
@@ -106,8 +106,7 @@ def decode_pixels(data: bytes, size: int) -> np.ndarray:
     """Check and decode image bytes, stretched to size x size RGB uint8 (bilinear)."""
     from PIL import Image
 
-    inspect_image(data)
-    image = open_rgb(data)
+    image = decode_checked_rgb(data)  # checked and decoded in one pass
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)

@@ -175,16 +175,20 @@ def _store_banks_as_int8(model: onnx.ModelProto) -> None:
     for name in INT8_STORED:
         if name not in initializers:
             continue
-        quantised, scale = int8_columns(onnx.numpy_helper.to_array(initializers[name]))
+        parts = _int8_parts(onnx.numpy_helper.to_array(initializers[name]))
         model.graph.initializer.remove(initializers[name])
-        model.graph.initializer.extend([
-            onnx.numpy_helper.from_array(quantised, name + INT8_SUFFIX),
-            onnx.numpy_helper.from_array(scale, name + SCALE_SUFFIX),
-            onnx.numpy_helper.from_array(np.zeros(scale.shape, np.int8), name + ZERO_SUFFIX),
-        ])
+        model.graph.initializer.extend(onnx.numpy_helper.from_array(part, name + suffix)
+                                       for suffix, part in parts.items())
         model.graph.node.insert(0, onnx.helper.make_node(
             "DequantizeLinear", [name + INT8_SUFFIX, name + SCALE_SUFFIX, name + ZERO_SUFFIX],
             [name], name=f"{name}.restore", axis=1))
+
+
+def _int8_parts(value: np.ndarray) -> dict[str, np.ndarray]:
+    """A [D, M] bank as the initializers that store it, by name suffix: values, scale, zero."""
+    quantised, scale = int8_columns(value)
+    return {INT8_SUFFIX: quantised, SCALE_SUFFIX: scale,
+            ZERO_SUFFIX: np.zeros(scale.shape, np.int8)}
 
 
 def replace_gate_constant(model: onnx.ModelProto, name: str, value: np.ndarray) -> bool:
@@ -192,9 +196,7 @@ def replace_gate_constant(model: onnx.ModelProto, name: str, value: np.ndarray) 
     has no such constant of that shape."""
     initializers = {t.name: t for t in model.graph.initializer}
     stored = name in INT8_STORED and name + INT8_SUFFIX in initializers
-    parts = dict(zip((INT8_SUFFIX, SCALE_SUFFIX, ZERO_SUFFIX),
-                     (*int8_columns(value), np.zeros(value.shape[1:], np.int8)), strict=True)
-                 ) if stored else {"": value}
+    parts = _int8_parts(value) if stored else {"": value}
     for suffix, part in parts.items():
         found = initializers.get(name + suffix)
         if found is None or tuple(found.dims) != part.shape:

@@ -60,32 +60,42 @@ class Gate:
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw pooled features [B, D] -> centred, L2-normalised embeddings (as in the graph)."""
-        centred = raw - self.centre
-        norms = np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
-        unit: np.ndarray = centred / norms
-        return unit
+        return centred_unit(raw, self.centre)
 
-    def class_similarity(self, raw: np.ndarray) -> np.ndarray:
-        """[B, D] raw pooled features -> [B, C] best cosine similarity to each sight."""
-        sims = self.normalise(raw) @ self.bank.T
-        out = np.full((len(raw), len(self.thresholds)), _NOT_THIS_CLASS, np.float32)
+    def similarities(self, unit: np.ndarray, ignored_bank: np.ndarray | None = None,
+                     ignored_negatives: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Unit embeddings [B, D] -> ([B, C] best cosine similarity to each sight, [B] to a
+        negative photo); bank rows and negatives marked True in the [B, M] / [B, K] masks
+        do not count."""
+        sims = unit @ self.bank.T
+        if ignored_bank is not None:
+            sims = np.where(ignored_bank, _NOT_THIS_CLASS, sims)
+        best = np.full((len(unit), len(self.thresholds)), _NOT_THIS_CLASS, np.float32)
         for c in range(len(self.thresholds)):
             rows = self.bank_classes == c
             if rows.any():
-                out[:, c] = sims[:, rows].max(axis=1)
-        return out
+                best[:, c] = sims[:, rows].max(axis=1)
+        negative = np.full(len(unit), _NOT_THIS_CLASS, np.float32)
+        if self.negatives is not None and len(self.negatives):
+            negative_sims = unit @ self.negatives.T
+            if ignored_negatives is not None:
+                negative_sims = np.where(ignored_negatives, _NOT_THIS_CLASS, negative_sims)
+            negative = negative_sims.max(axis=1)
+        return best, negative
+
+    def class_similarity(self, raw: np.ndarray) -> np.ndarray:
+        """[B, D] raw pooled features -> [B, C] best cosine similarity to each sight."""
+        return self.similarities(self.normalise(raw))[0]
 
     def negative_similarity(self, raw: np.ndarray) -> np.ndarray:
         """[B, D] raw pooled features -> [B] best cosine similarity to a negative photo."""
-        if self.negatives is None or not len(self.negatives):
-            return np.full(len(raw), _NOT_THIS_CLASS, np.float32)
-        best: np.ndarray = (self.normalise(raw) @ self.negatives.T).max(axis=1)
-        return best
+        return self.similarities(self.normalise(raw))[1]
 
     def keeps(self, raw: np.ndarray) -> np.ndarray:
         """[B, D] raw pooled features -> bool [B, C]: which sights the gate lets through."""
-        best = self.class_similarity(raw)
-        rival = rival_similarity(best, self.negative_similarity(raw))
+        best, negative = self.similarities(self.normalise(raw))
+        rival = rival_similarity(best, negative)
         kept: np.ndarray = (best >= self.thresholds) & (best + self.rival_margin > rival)
         return kept
 
@@ -105,6 +115,14 @@ class Gate:
             "keep_rate_target": KEEP_RATE,
             **calibration,
         }
+
+
+def centred_unit(raw: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Raw pooled features [B, D] -> centred on `centre`, L2-normalised (as in the graph)."""
+    centred = raw - centre
+    norms = np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+    unit: np.ndarray = centred / norms
+    return unit
 
 
 def rival_similarity(best: np.ndarray, negative: np.ndarray) -> np.ndarray:
@@ -236,18 +254,8 @@ def _leave_group_out(gate: Gate, photos: np.ndarray, photo_groups: np.ndarray,
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Unit embeddings [B, D] -> ([B, C] best similarity per sight, [B] to a negative),
     ignoring the bank rows and negatives of each photo's own near-duplicate group."""
-    sims = np.where(photo_groups[:, None] == bank_groups[None], _NOT_THIS_CLASS,
-                    photos @ gate.bank.T)
-    best = np.full((len(photos), len(gate.thresholds)), _NOT_THIS_CLASS, np.float32)
-    for c in range(len(gate.thresholds)):
-        rows = gate.bank_classes == c
-        if rows.any():
-            best[:, c] = sims[:, rows].max(axis=1)
-    negative = np.full(len(photos), _NOT_THIS_CLASS, np.float32)
-    if gate.negatives is not None and len(gate.negatives):
-        negative = np.where(photo_groups[:, None] == negative_groups[None], _NOT_THIS_CLASS,
-                            photos @ gate.negatives.T).max(axis=1)
-    return best, negative
+    return gate.similarities(photos, photo_groups[:, None] == bank_groups[None],
+                             photo_groups[:, None] == negative_groups[None])
 
 
 def _sight_rows(unit: np.ndarray, train: Sequence[Sample], num_classes: int
@@ -271,9 +279,8 @@ def _negative_bank(embedder: Embedder, centre: np.ndarray, unit: np.ndarray,
     quartered = sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
     quarters = [q for i in quartered for q in quarter_crops(train[i].pixels)]
     background = [i for i, s in enumerate(train) if s.is_negative]
-    normalise = Gate(unit[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre).normalise
-    candidates = np.concatenate([unit[background],
-                                 normalise(embedder(quarters)) if quarters else unit[:0]])
+    candidates = np.concatenate([unit[background], centred_unit(embedder(quarters), centre)
+                                 if quarters else unit[:0]])
     candidate_groups = np.concatenate([groups[background], np.repeat(groups[quartered], 4)])
     chosen = k_centres(candidates, MAX_NEGATIVES)
     return int8_roundtrip(candidates[chosen]), candidate_groups[chosen]
@@ -308,7 +315,7 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     # Centring on all training photos (negatives too) removes the direction every photo
     # shares, which otherwise puts every cosine similarity near 1.
     centre = raw.mean(axis=0).astype(np.float32)
-    unit = Gate(raw[:0], np.zeros(0, np.int64), np.zeros(0, np.float32), centre).normalise(raw)
+    unit = centred_unit(raw, centre)
     # near-duplicate groups (a photo alone has its own): a training photo calibrates the
     # gate only against the bank rows and negatives of other groups (leave-one-group-out)
     groups = np.array([s.group if s.group is not None else -1 - i for i, s in enumerate(train)])
