@@ -63,6 +63,24 @@ def test_the_int8_model_keeps_the_client_contract_and_metadata(trained: TrainedM
     assert len(int8_model) < len(trained.onnx) / 2.5
 
 
+def test_relu6_between_int8_convs_leaves_the_graph(open_model: bytes, int8_model: bytes
+                                                  ) -> None:
+    """A Clip between two quantised Convs would cost a DequantizeLinear and a QuantizeLinear
+    per layer (about 40% of the int8 model's time); its range goes into the Conv's output."""
+    graph = onnx.load_from_string(int8_model).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    consumers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    sandwiched = [node.name for node in graph.node if node.op_type == "Clip"
+                  and producers.get(node.input[0]) == "DequantizeLinear"
+                  and consumers.get(node.output[0]) == {"QuantizeLinear"}]
+    float_clips = sum(n.op_type == "Clip" for n in onnx.load_from_string(open_model).graph.node)
+    int8_clips = sum(n.op_type == "Clip" for n in graph.node)
+    assert sandwiched == [] and int8_clips < float_clips / 2
+
+
 def test_the_int8_model_answers_like_the_float_model(open_model: bytes, int8_model: bytes,
                                                      synthetic_training_set: TrainingSet) -> None:
     photos = np.stack([s.pixels for s in synthetic_training_set.val[:8]])
