@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
+
 from sightscan.detections import Detection
 from sightscan.errors import InvalidInputError
-from sightscan.images import inspect_image, open_rgb, read_photo
+from sightscan.images import decode_checked_rgb, read_photo
 from sightscan.inference import Detector, draw_detections
 
 
@@ -43,15 +45,14 @@ def drawing_paths(photos: Sequence[Path], folder: Path) -> dict[Path, Path]:
     return paths
 
 
-def _checked(photo: Path, max_pixels: int) -> bytes | str:
-    """The photo's bytes, or the reason it cannot be used (starting with its path)."""
+def _decoded(photo: Path, max_pixels: int) -> Image.Image | str:
+    """The photo checked and decoded in one pass, or the reason it cannot be used (starting
+    with its path)."""
     try:
-        data = read_photo(photo)
-        inspect_image(data, max_pixels=max_pixels)
+        return decode_checked_rgb(read_photo(photo), max_pixels=max_pixels)
     except InvalidInputError as exc:
         message = str(exc)
         return message if message.startswith(str(photo)) else f"{photo}: {message}"
-    return data
 
 
 def detect_files(
@@ -62,16 +63,18 @@ def detect_files(
     draw: Path | None = None,
     debug: bool = False,
 ) -> Iterator[PhotoResult]:
-    """Results in the order of `photos`; the model is loaded only when a photo is usable."""
-    checked = [(photo, _checked(photo, max_pixels)) for photo in photos]
-    usable = [photo for photo, data in checked if isinstance(data, bytes)]
-    detector = load_detector() if usable else None
-    outputs = drawing_paths(usable, draw) if draw is not None else {}
-    for photo, data in checked:
-        if isinstance(data, str) or detector is None:
-            yield PhotoResult(photo, error=str(data))
+    """Results in the order of `photos`; the model is loaded at the first usable photo.
+
+    Drawings are named from the whole list (`drawing_paths`), so a photo's output name
+    does not depend on which other photos could be read."""
+    outputs = drawing_paths(photos, draw) if draw is not None else {}
+    detector: Detector | None = None
+    for photo in photos:
+        image = _decoded(photo, max_pixels)
+        if isinstance(image, str):
+            yield PhotoResult(photo, error=image)
             continue
-        image = open_rgb(data)
+        detector = detector or load_detector()
         detections = detector.detect(image)
         drawn = outputs.get(photo)
         if drawn is not None:
