@@ -302,6 +302,13 @@ def _calibrate(true_sims: np.ndarray, true_rivals: np.ndarray) -> tuple[float, f
     return margin, threshold
 
 
+def _lost(true_sims: np.ndarray, true_rivals: np.ndarray, margin: float, threshold: float
+          ) -> tuple[int, int]:
+    """How many of these sight photos lose their sight (to a rival, in all) at this setting."""
+    to_rivals = true_sims + margin <= true_rivals
+    return int(to_rivals.sum()), int((to_rivals | (true_sims < threshold)).sum())
+
+
 def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequence[Sample],
                num_classes: int) -> tuple[Gate, dict[str, Any]]:
     """Banks from the training photos; the threshold and the rival margin calibrated on the
@@ -345,18 +352,21 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     margin_all, threshold_all = _calibrate(true_sims, true_rivals)
     margin = (margin_held + margin_all) / 2
     threshold = (threshold_held + threshold_all) / 2
-    to_rivals = int(np.sum(true_sims + margin <= true_rivals))
+    to_rivals, lost = _lost(true_sims, true_rivals, margin, threshold)
     calibration: dict[str, Any] = {
         "calibrated_on": len(labelled),
         "calibrated_on_held_out": len(val_pos),
         "calibrated_on_training_left_out": len(sights),
         "calibration_lost_to_rivals": to_rivals,
-        "calibration_lost": to_rivals + int(np.sum((true_sims < threshold)
-                                                   & (true_sims + margin > true_rivals))),
+        "calibration_lost": lost,
         "calibration_similarity": {"min": round(float(true_sims.min()), 4),
                                    "median": round(float(np.median(true_sims)), 4)},
         "estimates": {"held_out": [round(margin_held, 4), round(threshold_held, 4)],
                       "with_training_left_out": [round(margin_all, 4), round(threshold_all, 4)]},
+        # (to rivals, in all) of all calibration photos with each estimate alone
+        "lost_by_estimate": {
+            "held_out": _lost(true_sims, true_rivals, margin_held, threshold_held),
+            "with_training_left_out": _lost(true_sims, true_rivals, margin_all, threshold_all)},
     }
     gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, threshold, np.float32),
                 centre, negatives, margin)
