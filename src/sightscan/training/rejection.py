@@ -365,8 +365,9 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
                       "with_training_left_out": [round(margin_all, 4), round(threshold_all, 4)]},
         # (to rivals, in all) of all calibration photos with each estimate alone
         "lost_by_estimate": {
-            "held_out": _lost(true_sims, true_rivals, margin_held, threshold_held),
-            "with_training_left_out": _lost(true_sims, true_rivals, margin_all, threshold_all)},
+            "held_out": list(_lost(true_sims, true_rivals, margin_held, threshold_held)),
+            "with_training_left_out": list(_lost(true_sims, true_rivals, margin_all,
+                                                 threshold_all))},
     }
     gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, threshold, np.float32),
                 centre, negatives, margin)
