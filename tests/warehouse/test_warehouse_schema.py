@@ -44,3 +44,19 @@ def test_processes_started_together_on_one_sqlite_file_all_migrate(tmp_path: Pat
     for process in processes:
         process.join(timeout=120)
     assert [process.exitcode for process in processes] == [0] * 6
+
+
+def test_postgresql_ends_the_sessions_of_clients_that_vanish(postgres_url: Any) -> None:
+    """Server-side keepalives on every connection: a partitioned worker's locks are freed
+    within seconds, not after the OS default of two hours (see db.SERVER_KEEPALIVES)."""
+    from sqlalchemy import text
+
+    from sightscan.warehouse.db import make_engine
+
+    engine = make_engine(postgres_url.update_query_dict({"options": "-c application_name=x"}))
+    with engine.connect() as connection:
+        shown = [connection.execute(text(f"SHOW {name}")).scalar() for name in
+                 ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count",
+                  "application_name")]
+    engine.dispose()
+    assert shown == ["10", "5", "3", "x"]  # the URL's own options are kept

@@ -56,6 +56,15 @@ def _sqlite_begin_before_savepoint(connection: Any, _name: str | None) -> None:
         dbapi_connection.execute("BEGIN")
 
 
+# A worker cut off mid-transaction (a network partition) keeps its row locks until the
+# server notices it is gone, by default after two hours of TCP silence; meanwhile the
+# refresher waits on those rows and no lost job is queued again. With these keepalives
+# (session settings of the server's side of each connection) PostgreSQL ends such a
+# session within about 25 s; a live client's kernel answers them, however busy it is.
+SERVER_KEEPALIVES = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+                     "-c tcp_keepalives_count=3")
+
+
 def make_engine(url: URL | str) -> Engine:
     """An engine for the warehouse URL; creates the SQLite folder when needed."""
     engine_url = make_url(url)
@@ -67,10 +76,14 @@ def make_engine(url: URL | str) -> Engine:
         event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
         return engine
     if engine_url.get_backend_name() == "postgresql":
+        options = " ".join(filter(None, [str(engine_url.query.get("options", "")),
+                                         SERVER_KEEPALIVES]))
         try:
             # No pre-ping: it costs a round trip per checkout; a dropped connection fails one
             # statement, invalidates the pool, and the queue retries (OperationalError).
-            return create_engine(engine_url, pool_recycle=1800, pool_size=5, max_overflow=10)
+            return create_engine(engine_url.difference_update_query(["options"]),
+                                 pool_recycle=1800, pool_size=5, max_overflow=10,
+                                 connect_args={"options": options})
         except ImportError:
             raise ConfigurationError(
                 "PGHOST: PostgreSQL needs a driver: pip install 'sightscan[postgres]'"
