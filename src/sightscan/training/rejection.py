@@ -88,10 +88,6 @@ class Gate:
         """[B, D] raw pooled features -> [B, C] best cosine similarity to each sight."""
         return self.similarities(self.normalise(raw))[0]
 
-    def negative_similarity(self, raw: np.ndarray) -> np.ndarray:
-        """[B, D] raw pooled features -> [B] best cosine similarity to a negative photo."""
-        return self.similarities(self.normalise(raw))[1]
-
     def keeps(self, raw: np.ndarray) -> np.ndarray:
         """[B, D] raw pooled features -> bool [B, C]: which sights the gate lets through."""
         best, negative = self.similarities(self.normalise(raw))
