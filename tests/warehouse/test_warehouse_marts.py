@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from sightscan.detections import Box, Label
@@ -165,3 +168,41 @@ def test_city_overview_counts_from_the_marts(warehouse: Warehouse, make_jpeg: Ma
         overview = {o.city: o for o in city_overview(session)}
     bonn = overview["BONN"]
     assert (bonn.images, bonn.labelled_images, bonn.labels, bonn.model_version) == (5, 3, 3, 1)
+
+
+def test_two_refreshes_of_one_image_at_once_keep_both_labels(
+    warehouse: Warehouse, make_jpeg: MakeJpeg, backend: str
+) -> None:
+    """Two stages label the same photo and refresh the marts at the same time (two label
+    stages do): the later refresh waits for the earlier one instead of inserting the same
+    mart row twice, and the row ends with both labels."""
+    if backend != "postgresql":
+        pytest.skip("SQLite serialises whole transactions")
+    [image_id] = add_city_images(warehouse, make_jpeg, "Testville", range(1), labelled=False)
+    with warehouse.transaction() as session:
+        refresh_marts(session)
+    errors: list[BaseException] = []
+
+    def second_stage() -> None:
+        try:
+            with warehouse.transaction() as session:
+                set_labels(session, image_id=image_id, source="user",
+                           labels=[Label("Sight 1", Box(0.2, 0.2, 0.8, 0.8))])
+                refresh_marts(session)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    with ExitStack() as first_stage:
+        session = first_stage.enter_context(warehouse.transaction())
+        set_labels(session, image_id=image_id, source="weak",
+                   labels=[Label("Sight 0", Box(0.1, 0.1, 0.9, 0.9))])
+        refresh_marts(session)
+        thread = threading.Thread(target=second_stage)
+        thread.start()
+        thread.join(timeout=2)  # the second refresh waits on the first, still open
+        assert thread.is_alive()
+    thread.join(timeout=30)  # the first committed: the second goes on
+    assert errors == []
+    with warehouse.transaction() as session:
+        [row] = training_images(session, city_id=get_or_create_city(session, "Testville").id)
+        assert sorted(label["name"] for label in row.labels) == ["Sight 0", "Sight 1"]

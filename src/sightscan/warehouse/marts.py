@@ -46,6 +46,11 @@ from sightscan.warehouse.models import (
 )
 
 BATCH = 5000
+# Two refreshes whose changes touch the same photo (two label stages, a stage and the
+# refresher) would both delete and re-insert its mart row, and the later insert fail on
+# the earlier one's row; on PostgreSQL refreshes therefore take turns on this lock (held to
+# the end of the transaction), so the later one sees the earlier one's rows and labels.
+MART_REFRESH_LOCK = 0x5167_3A27
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +78,6 @@ def _pending(session: Session, limit: int) -> list[tuple[int, str, int, int | No
         .order_by(LoadChange.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)  # parallel refreshers take disjoint rows
     return [tuple(row) for row in session.execute(stmt).all()]  # type: ignore[misc]
 
 
@@ -200,9 +203,17 @@ def _refresh_models(session: Session, city_ids: set[int]) -> int:
     return refreshed
 
 
+def _take_turn(session: Session) -> None:
+    """Wait for any other mart refresh or rebuild to commit (PostgreSQL; SQLite
+    serialises whole transactions anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(MART_REFRESH_LOCK)))
+
+
 def refresh_marts(session: Session, *, batch: int = BATCH) -> RefreshReport:
     """Bring the marts up to date with every change not yet refreshed."""
     changes = images = models = 0
+    _take_turn(session)
     while pending := _pending(session, batch):
         image_ids = sorted({image_id for _, kind, _, image_id in pending if image_id is not None})
         model_cities = {city_id for _, kind, city_id, _ in pending if kind == "model"}
@@ -223,6 +234,7 @@ def refresh_marts(session: Session, *, batch: int = BATCH) -> RefreshReport:
 
 def rebuild_marts(session: Session) -> RefreshReport:
     """Rebuild every mart from the integration layer (the seed's way; cost grows with all data)."""
+    _take_turn(session)
     session.execute(delete(MartTrainingImage))
     session.execute(delete(MartCityModel))
     session.execute(update(LoadChange).values(refreshed=True))
