@@ -16,6 +16,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from sightscan.warehouse import Warehouse
+from sightscan.warehouse.everyday import EverydayPhoto, add_everyday_photos
 from sightscan.warehouse.models import FactSight, LabelRow, Sight
 
 Snapshot = Callable[[], dict[str, int]]
@@ -65,6 +66,23 @@ def test_a_photo_stored_for_one_city_sent_for_another_answers_with_the_city_it_i
     assert again.json() == {"image_id": first.json()["image_id"], "city": "BERLIN",
                             "duplicate": True}
     assert snapshot() == after_first
+
+def test_a_photo_of_the_everyday_pool_is_refused_as_a_city_photo_with_409(
+    client: TestClient, make_image: Callable[..., bytes], warehouse: Warehouse,
+    snapshot: Snapshot
+) -> None:
+    # The pool holds photos of no sight: the same bytes cannot also be a photo of Berlin,
+    # and the answer must not claim that it was stored for Berlin.
+    upload(client, make_image(5))  # Berlin is stored
+    with warehouse.transaction() as session:
+        add_everyday_photos(session, warehouse.blobs,
+                            [EverydayPhoto(make_image(4), "Quality images of food")])
+    before = snapshot()
+    response = upload(client, make_image(4), sight="Brandenburger Tor")
+    assert response.status_code == 409
+    assert "everyday pool" in response.json()["detail"]
+    assert snapshot() == before
+
 
 def test_seed_labels_are_stored_as_user_labels_with_their_sight(
     client: TestClient, make_image: Callable[..., bytes], warehouse: Warehouse

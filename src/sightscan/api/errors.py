@@ -36,7 +36,7 @@ STATUS_BY_ERROR: tuple[tuple[type[SightScanError], int], ...] = (
     (PayloadTooLargeError, 413),
     (InvalidInputError, 400),  # InvalidImageError included
     (NotFoundError, 404),
-    (ConflictError, 409),  # a concurrent writer got there first: retry
+    (ConflictError, 409),  # a concurrent writer got there first, or the stored data says no
     (TrainingError, 409),  # refused in the city's current state (too few labels, a run going)
     (QuotaExceededError, 429),
     (ExternalServiceError, 502),

@@ -38,6 +38,7 @@ from sightscan.api.uploads import PRINTABLE_TEXT, photo_form, read_photo_upload
 from sightscan.config import Settings
 from sightscan.crawler.folder import folder_under_root
 from sightscan.detections import Label
+from sightscan.errors import ConflictError
 from sightscan.images import ImageInfo, inspect_image, sha256_hex
 from sightscan.pipeline import request_city_crawl
 from sightscan.warehouse import Warehouse
@@ -131,7 +132,8 @@ def add_city(
     dependencies=[RateLimited],
     openapi_extra=UPLOAD_FORM,
     responses=ERRORS
-    | {200: {"model": ImageUploadOut, "description": "duplicate"}, 413: {"model": ErrorOut}},
+    | {200: {"model": ImageUploadOut, "description": "duplicate"}, 409: {"model": ErrorOut},
+       413: {"model": ErrorOut}},
 )
 async def upload_image(
     city: RawCity,
@@ -151,26 +153,38 @@ async def upload_image(
     # A known photo is answered from its hash: no decode, no budget, no write.
     known = await run_in_threadpool(_stored_image, warehouse, data)
     if known is not None:  # a photo is kept once, with the city it first came with
-        response.status_code = 200
-        return {"image_id": known[0], "city": known[1], "duplicate": True}
+        return _duplicate(known, city, response)
     gate: DecodeGate = request.app.state.decode_gate
     info = await gate.run(peek_pixels(data), _inspect, data, settings.sightscan_max_image_pixels)
     image_id, created = await run_in_threadpool(
         _store_upload, warehouse, city, data, info, labels, sight
     )
     if not created:  # stored by a concurrent upload since the look-up above
-        response.status_code = 200
         known = await run_in_threadpool(_stored_image, warehouse, data)
-        city = known[1] if known is not None else city
-    return {"image_id": image_id, "city": city, "duplicate": not created}
+        return _duplicate(known or (image_id, city), city, response)
+    return {"image_id": image_id, "city": city, "duplicate": False}
 
 
-def _stored_image(warehouse: Warehouse, data: bytes) -> tuple[int, str] | None:
-    """The id and city of the stored photo with these bytes, None when there is none."""
+def _duplicate(known: tuple[int, str | None], city: str, response: Response) -> dict[str, Any]:
+    """The answer to a photo stored already: 200 with the city it came with, or 409 for a
+    photo of the everyday pool (no city)."""
+    image_id, stored_city = known
+    if stored_city is None:
+        raise ConflictError(
+            "this photo is in the everyday pool (photos that show no sight, negatives for "
+            f"every city's training), so it cannot be a photo of {city}"
+        )
+    response.status_code = 200
+    return {"image_id": image_id, "city": stored_city, "duplicate": True}
+
+
+def _stored_image(warehouse: Warehouse, data: bytes) -> tuple[int, str | None] | None:
+    """The id and city of the stored photo with these bytes (no city: an everyday-pool
+    photo), None when there is none."""
     query = (
         select(ImageRow.id, City.name)
-        .join(FactSight, FactSight.image_id == ImageRow.id)
-        .join(City, City.id == FactSight.city_id)
+        .outerjoin(FactSight, FactSight.image_id == ImageRow.id)
+        .outerjoin(City, City.id == FactSight.city_id)
         .where(ImageRow.sha256 == sha256_hex(data))
     )
     with warehouse.transaction() as session:
