@@ -136,6 +136,40 @@ def test_a_city_without_negatives_gets_its_photos_quarters_as_negatives() -> Non
     assert gate.keeps(_grid_colours([s.pixels for s in samples(5, 3)])).any(axis=1).all()
 
 
+def test_a_background_photo_of_a_sight_itself_is_no_negative() -> None:
+    # The everyday pool may hold one of the city's own sights (Commons' buildings hold the
+    # city's tower, even the crawled photo itself at another size): as a negative, it would
+    # take the sight from its own photos. Unrelated background photos stay negatives.
+    rng = np.random.default_rng(0)
+    sights = rng.uniform(0, 255, (2, 4, 3))
+
+    def sample(key: str, pixels: np.ndarray, classes: list[int]) -> Sample:
+        return Sample(key, pixels, [], classes, TrainingImage(key, bytes, []))
+
+    train = [sample(f"{c}-{i}", _quadrants(sights[c], rng), [c]) for c in range(2)
+             for i in range(20)]
+    resized = [np.clip(s.pixels + rng.normal(0, 2, s.pixels.shape), 0, 255).astype(np.uint8)
+               for s in train[:5]]
+    of_the_sight = [sample(f"pool-tower-{i}", pixels, []) for i, pixels in enumerate(resized)]
+    unrelated = [sample(f"pool-cat-{i}", _quadrants(rng.uniform(0, 255, (4, 3)), rng), [])
+                 for i in range(5)]
+    val = [sample(f"v{c}-{i}", _quadrants(sights[c], rng), [c]) for c in range(2)
+           for i in range(10)]
+    gate, calibration = build_gate(_grid_colours, train + of_the_sight + unrelated, val, 2)
+    assert gate.negatives is not None
+    assert calibration["background_left_out_as_sight_like"] == len(of_the_sight)
+
+    def nearest_negative(samples: list[Sample]) -> np.ndarray:
+        assert gate.negatives is not None
+        unit = gate.normalise(_grid_colours([s.pixels for s in samples]))
+        nearest: np.ndarray = (gate.negatives @ unit.T).max(axis=0)
+        return nearest
+
+    assert nearest_negative(unrelated).min() > 0.99  # each one in the bank (int8-rounded)
+    assert nearest_negative(of_the_sight).max() < 0.99  # none of them
+    assert gate.keeps(_grid_colours([s.pixels for s in train[:5]]))[:, 0].all()
+
+
 def test_training_photos_calibrate_the_gate_without_their_near_duplicates() -> None:
     # each training photo is there three times (augmented copies, one near-duplicate
     # group): left out for calibration, it must not be matched to its own copies

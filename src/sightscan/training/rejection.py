@@ -267,19 +267,58 @@ def _sight_rows(unit: np.ndarray, train: Sequence[Sample], num_classes: int
     return rows, row_classes
 
 
+def _typical_similarity(unit: np.ndarray, train: Sequence[Sample], groups: np.ndarray,
+                        num_classes: int) -> np.ndarray:
+    """[C] the median similarity of a sight's photo to its nearest photo of the same sight
+    in another near-duplicate group: how much the sight's own photos look alike."""
+    typical = np.full(num_classes, np.inf, np.float32)
+    for c in range(num_classes):
+        members = np.array([i for i, s in enumerate(train) if c in s.classes])
+        if len(members) < 2:
+            continue
+        sims = unit[members] @ unit[members].T
+        sims[groups[members][:, None] == groups[members][None]] = _NOT_THIS_CLASS
+        nearest = sims.max(axis=1)
+        if (nearest > _NOT_THIS_CLASS).any():
+            typical[c] = float(np.median(nearest[nearest > _NOT_THIS_CLASS]))
+    return typical
+
+
+def _like_a_sight(candidates: np.ndarray, unit: np.ndarray, train: Sequence[Sample],
+                  typical: np.ndarray) -> np.ndarray:
+    """bool [K]: the candidate is at least as close to some sight's photo as that sight's
+    photos typically are to each other (`_typical_similarity`)."""
+    like = np.zeros(len(candidates), bool)
+    for c, cutoff in enumerate(typical):
+        members = [i for i, s in enumerate(train) if c in s.classes]
+        if members and np.isfinite(cutoff):
+            like |= (candidates @ unit[members].T).max(axis=1) >= cutoff
+    return like
+
+
 def _negative_bank(embedder: Embedder, centre: np.ndarray, unit: np.ndarray,
-                   train: Sequence[Sample], groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   train: Sequence[Sample], groups: np.ndarray, num_classes: int
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
     """The negatives (background photos and the quarters of sight photos, k-centres), as
-    the graph stores them, and the near-duplicate group each one was cut from."""
+    the graph stores them, the near-duplicate group each one was cut from, and how many
+    background photos were left out as looking like a sight.
+
+    A background photo as close to a sight as that sight's own photos typically are to
+    each other is left out: it most likely shows the sight (an everyday-pool photo of the
+    city's own tower, say), and as a negative it would take the sight from its own photos.
+    """
     sights = [i for i, s in enumerate(train) if s.classes]
     quartered = sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
     quarters = [q for i in quartered for q in quarter_crops(train[i].pixels)]
-    background = [i for i, s in enumerate(train) if s.is_negative]
+    background = np.array([i for i, s in enumerate(train) if s.is_negative], np.int64)
+    typical = _typical_similarity(unit, train, groups, num_classes)
+    like = _like_a_sight(unit[background], unit, train, typical)
+    background = background[~like]
     candidates = np.concatenate([unit[background], centred_unit(embedder(quarters), centre)
                                  if quarters else unit[:0]])
     candidate_groups = np.concatenate([groups[background], np.repeat(groups[quartered], 4)])
     chosen = k_centres(candidates, MAX_NEGATIVES)
-    return int8_roundtrip(candidates[chosen]), candidate_groups[chosen]
+    return int8_roundtrip(candidates[chosen]), candidate_groups[chosen], int(like.sum())
 
 
 def _calibrate(true_sims: np.ndarray, true_rivals: np.ndarray) -> tuple[float, float]:
@@ -323,7 +362,8 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     # gate only against the bank rows and negatives of other groups (leave-one-group-out)
     groups = np.array([s.group if s.group is not None else -1 - i for i, s in enumerate(train)])
     rows, row_classes = _sight_rows(unit, train, num_classes)
-    negatives, negative_groups = _negative_bank(embedder, centre, unit, train, groups)
+    negatives, negative_groups, sight_like = _negative_bank(embedder, centre, unit, train,
+                                                            groups, num_classes)
     gate = Gate(int8_roundtrip(unit[rows]), np.array(row_classes, np.int64),
                 np.full(num_classes, DISABLED, np.float32), centre, negatives)
     val_pos = [s for s in val if s.classes]
@@ -351,6 +391,7 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     to_rivals, lost = _lost(true_sims, true_rivals, margin, threshold)
     calibration: dict[str, Any] = {
         "calibrated_on": len(labelled),
+        "background_left_out_as_sight_like": sight_like,
         "calibrated_on_held_out": len(val_pos),
         "calibrated_on_training_left_out": len(sights),
         "calibration_lost_to_rivals": to_rivals,
