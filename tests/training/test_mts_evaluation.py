@@ -60,6 +60,30 @@ def test_the_calibrated_threshold_separates_sights_from_background() -> None:
     assert metrics.negatives_clean_rate == 1.0
 
 
+def test_without_negatives_the_threshold_rises_until_3_percent_lose_their_answer() -> None:
+    # A city of photo folders: no background photo in its validation split, so F1 is flat
+    # below the lowest right score. The threshold rises as far as 97 of 100 photos keep
+    # their answer: every score above it is one an unknown photo must beat.
+    scores = [0.30 + 0.006 * k for k in range(100)]
+    preds = [_pred([Detection("gate", s, BOX), Detection("wall", s / 4, BOX)], boxes=(),
+                   level=("gate",)) for s in scores]
+    threshold = calibrate_threshold(preds)
+
+    def top1(at: float) -> float:
+        return metrics_from_predictions(preds, ["gate", "wall"], at).top1_accuracy
+
+    assert threshold > scores[0]  # F1 alone: anywhere from 0.23 to 0.30
+    assert top1(threshold) >= 0.97 > top1(threshold + 0.01)
+
+
+def test_negatives_that_need_a_higher_threshold_keep_it() -> None:
+    # the balance of F1 and clean negatives may cost more than 3% of the answers: it stands
+    positives = [_pred([Detection("tower", 0.3 + 0.1 * (k % 6), BOX)]) for k in range(60)]
+    negatives = [_pred([Detection("tower", 0.55, BOX)], boxes=()) for _ in range(60)]
+    threshold = calibrate_threshold(positives + negatives)
+    assert threshold > 0.55
+
+
 def _metrics(map50_95: float, clean: float | None) -> Metrics:
     return Metrics(map50=0.9, map50_95=map50_95, top1_accuracy=0.9, negatives_clean_rate=clean)
 

@@ -25,6 +25,7 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 EVAL_MIN_SCORE = 0.001
 EVAL_MAX_DETECTIONS = 100
+ANSWER_KEEP_RATE = 0.97  # sight photos that keep their right answer (as the gate's KEEP_RATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +124,26 @@ def _kept(dets: list[Detection], threshold: float) -> list[Detection]:
     return [d for d in dets if d.score >= threshold]
 
 
+def _answers_right(p: Prediction, threshold: float) -> bool:
+    """The photo's best detection above the threshold has one of its labelled classes."""
+    dets = _kept(p.detections, threshold)
+    truth = {n for n, _ in p.boxes} | p.image_level
+    return bool(dets) and max(dets, key=lambda d: d.score).label in truth
+
+
+def strictest_keeping_threshold(preds: Sequence[Prediction], grid: np.ndarray) -> float:
+    """The highest threshold of `grid` at which ANSWER_KEEP_RATE of the sight photos answered
+    right at its lowest one still are (the lowest when none is)."""
+    answered = [p for p in preds if not p.is_negative and _answers_right(p, float(grid[0]))]
+    keeping = [float(t) for t in grid
+               if sum(_answers_right(p, float(t)) for p in answered)
+               >= ANSWER_KEEP_RATE * len(answered)]
+    return max(keeping) if keeping else float(grid[0])
+
+
 def calibrate_threshold(preds: Sequence[Prediction], default: float = 0.5) -> float:
-    """Score threshold maximising F1 (IoU 0.5, right class) plus the negatives' clean rate."""
+    """Score threshold maximising F1 (IoU 0.5, right class) plus the negatives' clean rate,
+    raised further while ANSWER_KEEP_RATE of the sight photos keep their right answer."""
     if not preds:
         return default
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -152,7 +171,10 @@ def calibrate_threshold(preds: Sequence[Prediction], default: float = 0.5) -> fl
         values.append(f1 + clean)
     scores = np.array(values)
     best = np.flatnonzero(scores >= scores.max() - 1e-9)
-    return float(grid[best[len(best) // 2]])  # middle of the best plateau: robust on few photos
+    balanced = float(grid[best[len(best) // 2]])  # middle of the best plateau: robust on few
+    # F1 is flat over a wide range when the validation photos hold few negatives (a city of
+    # photo folders holds none): the keep rate then says how far the threshold may rise.
+    return max(balanced, strictest_keeping_threshold(preds, grid))
 
 
 def metrics_from_predictions(preds: Sequence[Prediction], class_names: Sequence[str],
@@ -167,11 +189,7 @@ def metrics_from_predictions(preds: Sequence[Prediction], class_names: Sequence[
         values = [v for v in per_iou if v is not None]
         ap50[name], ap[name] = values[0], float(np.mean(values))
     labelled = [p for p in preds if not p.is_negative]
-    correct = 0
-    for p in labelled:
-        dets = _kept(p.detections, threshold)
-        truth = {n for n, _ in p.boxes} | p.image_level
-        correct += bool(dets) and max(dets, key=lambda d: d.score).label in truth
+    correct = sum(_answers_right(p, threshold) for p in labelled)
     negatives = [p for p in preds if p.is_negative]
     clean = (sum(not _kept(p.detections, threshold) for p in negatives) / len(negatives)
              if negatives else None)
