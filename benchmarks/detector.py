@@ -7,8 +7,13 @@ photos and everyday photos (`--everyday DIR`). The model is judged with its open
 (as shipped) and with the gate opened (`set_rejection_threshold(-2)`), so the table shows
 what the gate buys and costs.
 
+With `--pool`, each set is trained once more per other set, that set's photos standing in
+for an everyday pool that holds landmarks (a quarter of the training photos, as the
+service takes from the pool), and judged on the third set's photos only; the baseline is
+judged on that same third set, so the table shows what landmarks in the pool buy.
+
     PYTHONPATH=src python benchmarks/detector.py --sets towers intramuros berlin \\
-        --seeds 0 1 --epochs 40 --everyday /tmp/everyday
+        --seeds 0 1 --epochs 40 --everyday /tmp/everyday [--pool]
 """
 
 from __future__ import annotations
@@ -22,11 +27,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from detector_sets import DATA, FOLDER_SETS, SETS, BenchmarkSet, everyday, load_set
+from detector_sets import (
+    ALL_LANDMARKS,
+    DATA,
+    FOLDER_SETS,
+    SETS,
+    BenchmarkSet,
+    everyday,
+    load_set,
+)
 
 from sightscan.inference import Detector
-from sightscan.training import TrainConfig, assemble_training_set, evaluate, train_detector
+from sightscan.training import (
+    TrainConfig,
+    TrainingImage,
+    assemble_training_set,
+    evaluate,
+    train_detector,
+)
 from sightscan.training.export import set_rejection_threshold
+from sightscan.training.negatives import EVERYDAY_KEY
 from sightscan.training.quantize import MAX_INT8_BYTES, calibration_photos, quantize_model, regate
 from sightscan.training.rejection import DISABLED
 
@@ -52,6 +72,7 @@ class Run:
     int8_map50_95: float
     int8_clean_everyday: float
     int8_ms_per_photo: float
+    clean_by_set: dict[str, float]  # no-sight photos left clean, gated, per set they came from
 
 
 def _answered(detector: Detector, images: list) -> list[str | None]:
@@ -60,11 +81,17 @@ def _answered(detector: Detector, images: list) -> list[str | None]:
     return [dets[0].label if dets else None for dets in results]
 
 
-def run_one(chosen: BenchmarkSet, others: list, daily: list, config: TrainConfig) -> Run:
+def run_one(chosen: BenchmarkSet, foreign: dict[str, list], daily: list, config: TrainConfig,
+            pool: list | None = None, int8_too: bool = True) -> Run:
+    """Train on the set (plus `pool` photos as everyday negatives), judge on its held-out
+    photos and on the no-sight photos: `foreign` (per other set) and `daily`."""
+    others = [im for photos in foreign.values() for im in photos] + daily
     load_before = os.getloadavg()[0]
     cpu_started = time.process_time()
-    training_set = assemble_training_set(chosen.train, city=chosen.name, min_images_per_label=5,
-                                         val_fraction=0.15, seed=config.seed,
+    pool_negatives = [TrainingImage(f"{EVERYDAY_KEY}{im.key}", im.load, []) for im in pool or []]
+    training_set = assemble_training_set(chosen.train + pool_negatives, city=chosen.name,
+                                         min_images_per_label=5, val_fraction=0.15,
+                                         seed=config.seed,
                                          decode_size=int(config.image_size * 1.25))
     trained = train_detector(training_set, config, city=chosen.name)
     cpu = time.process_time() - cpu_started
@@ -81,12 +108,19 @@ def run_one(chosen: BenchmarkSet, others: list, daily: list, config: TrainConfig
     clean_gated = [a is None for a in _answered(gated, others)]
     clean_daily = [a is None for a in _answered(gated, daily)] if daily else [True]
     clean_open = [a is None for a in _answered(opened, others)]
-    int8 = regate(quantize_model(trained.onnx, calibration_photos(
-        [s.pixels for s in training_set.train], config.image_size)),
-        training_set.train, training_set.val)
-    small = Detector.from_bytes(int8, threads=1)
-    int8_metrics = evaluate(small, test, names)
-    int8_daily = [a is None for a in _answered(small, daily)] if daily else [True]
+    clean_by_set, start = {}, 0
+    for set_name, photos in foreign.items():
+        clean_by_set[set_name] = sum(clean_gated[start:start + len(photos)]) / len(photos)
+        start += len(photos)
+    if int8_too:
+        int8 = regate(quantize_model(trained.onnx, calibration_photos(
+            [s.pixels for s in training_set.train], config.image_size)),
+            training_set.train, training_set.val)
+        small = Detector.from_bytes(int8, threads=1)
+        int8_metrics = evaluate(small, test, names)
+        int8_daily = [a is None for a in _answered(small, daily)] if daily else [True]
+    else:  # the float model stands in (the pool comparison needs no int8 columns)
+        int8, small, int8_metrics, int8_daily = trained.onnx, gated, metrics, clean_daily
     return Run(
         map50=metrics.map50, map50_95=metrics.map50_95, top1=metrics.top1_accuracy,
         top1_ungated=sum(right_open) / len(test),
@@ -97,7 +131,7 @@ def run_one(chosen: BenchmarkSet, others: list, daily: list, config: TrainConfig
         model_mb=len(trained.onnx) / 1e6, int8_mb=len(int8) / 1e6,
         int8_map50=int8_metrics.map50, int8_map50_95=int8_metrics.map50_95,
         int8_clean_everyday=sum(int8_daily) / len(int8_daily),
-        int8_ms_per_photo=_ms_per_photo(small, test),
+        int8_ms_per_photo=_ms_per_photo(small, test), clean_by_set=clean_by_set,
     )
 
 
@@ -119,17 +153,59 @@ def _cell(values: list[float], digits: int = 3) -> str:
 
 
 def _boxed(name: str, values: list[float]) -> str:
-    return _cell(values) if name != "berlin" else "n/a (no boxes)"
+    return _cell(values) if name not in ("berlin", ALL_LANDMARKS) else "n/a (no boxes)"
+
+
+def pool_runs(name: str, chosen: BenchmarkSet, sets: dict[str, BenchmarkSet],
+              foreign: dict[str, list], daily: list, config: TrainConfig) -> dict[str, Run]:
+    """The set without a pool (judged per other set), then with each other set's photos as
+    its pool (judged on the third set): keys "<set>" and "<set> + pool <other>"."""
+    runs = {name: run_one(chosen, foreign, daily, config, int8_too=False)}
+    positives = sum(1 for im in chosen.train if im.labels)
+    for pooled in foreign:
+        judged = {other: photos for other, photos in foreign.items() if other != pooled}
+        landmarks = [im for im in sets[pooled].train if im.labels] + sets[pooled].test
+        pool = landmarks[::max(1, len(landmarks) // max(1, positives // 4))][:positives // 4]
+        runs[f"{name} + pool {pooled}"] = run_one(chosen, judged, daily, config, pool=pool,
+                                                  int8_too=False)
+    for key, run in runs.items():
+        print(f"{key} seed {config.seed}: {run}", flush=True)
+    return runs
+
+
+def print_pool_table(results: dict[str, list[Run]], args: argparse.Namespace) -> None:
+    """One row per set and pooled set: the third set's photos left clean without and with
+    the pool, and what the pool costs in everyday photos, lost answers and top-1."""
+    print(f"\nLandmarks in the everyday pool, {args.size}px, {args.epochs} epochs, "
+          f"seeds {args.seeds} (mean ± spread over seeds)")
+    print("| set | pool | judged on | other landmarks clean: no pool → pool | "
+          "everyday clean | lost | top-1 gated |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.sets:
+        for key in sorted(k for k in results if k.startswith(f"{name} + pool ")):
+            pooled = key.rsplit(" ", 1)[1]
+            judged = next(iter(results[key][0].clean_by_set))
+            alone, with_pool = results[name], results[key]
+            print(f"| {name} | {pooled} | {judged} | "
+                  f"{_cell([r.clean_by_set[judged] for r in alone])} → "
+                  f"{_cell([r.clean_by_set[judged] for r in with_pool])} | "
+                  f"{_cell([r.clean_everyday for r in alone])} → "
+                  f"{_cell([r.clean_everyday for r in with_pool])} | "
+                  f"{_cell([r.lost for r in alone])} → {_cell([r.lost for r in with_pool])} | "
+                  f"{_cell([r.top1 for r in alone])} → {_cell([r.top1 for r in with_pool])} |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", choices=SETS + FOLDER_SETS, default=list(SETS))
+    parser.add_argument("--sets", nargs="+", choices=(*SETS, *FOLDER_SETS, ALL_LANDMARKS),
+                        default=list(SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--everyday", type=Path, help="folder of everyday photos (no sight)")
+    parser.add_argument("--pool", action="store_true",
+                        help="compare with another set's photos in the everyday pool")
     args = parser.parse_args()
     if not all((DATA / name).is_dir() for name in SETS):
         print(f"the shared sets are not all under {DATA}: nothing to benchmark")
@@ -143,14 +219,23 @@ def main() -> int:
         for name in args.sets:
             chosen = sets[name] if name in sets else load_set(name, seed)
             base = name.removesuffix("-folders")
-            others = [im for other in SETS if other != base for im in sets[other].foreign] + daily
+            foreign = {other: sets[other].foreign for other in SETS
+                       if other != base and name != ALL_LANDMARKS}
             config = TrainConfig(epochs=args.epochs, image_size=args.size, seed=seed,
                                  threads=args.threads)
-            run = run_one(chosen, others, daily, config)
+            if args.pool:
+                for key, run in pool_runs(name, chosen, sets, foreign, daily, config).items():
+                    results.setdefault(key, []).append(run)
+                continue
+            run = run_one(chosen, foreign, daily, config)
             results.setdefault(name, []).append(run)
-            counts[name] = (f"{len(chosen.train)} / {len(chosen.test)} / {len(others)} "
+            counts[name] = (f"{len(chosen.train)} / {len(chosen.test)} / "
+                            f"{sum(map(len, foreign.values())) + len(daily)} "
                             f"({len(daily)} everyday)")
             print(f"{name} seed {seed}: {run}", flush=True)
+    if args.pool:
+        print_pool_table(results, args)
+        return 0
     print(f"\nEfficientNet-Lite0 detector + open-set gate, {args.size}px, {args.epochs} epochs, "
           f"seeds {args.seeds} (mean ± spread = standard deviation over seeds)")
     rows = [

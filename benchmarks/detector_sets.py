@@ -28,6 +28,9 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SETS = ("towers", "intramuros", "berlin")
 # the boxed sets imported as photo folders: boxes dropped in training, kept for judging
 FOLDER_SETS = ("towers-folders", "intramuros-folders")
+# all three sets as one city of photo folders: 14 landmarks of three cities, photos of
+# 224, 512 and 640 px, photo-level labels (top-1 only: the boxes are dropped in training)
+ALL_LANDMARKS = "landmarks14"
 
 
 @dataclass
@@ -179,8 +182,17 @@ def as_folders(boxed: BenchmarkSet) -> BenchmarkSet:
     return replace(boxed, name=f"{boxed.name}-folders", train=train)
 
 
+def all_landmarks(seed: int) -> BenchmarkSet:
+    """Every set's photos as one city of photo folders (no photos of no sight of its own)."""
+    parts = [as_folders(towers(seed)), as_folders(intramuros(seed)), berlin(seed)]
+    return BenchmarkSet(ALL_LANDMARKS, [im for part in parts for im in part.train],
+                        [im for part in parts for im in part.test], [], False)
+
+
 def load_set(name: str, seed: int) -> BenchmarkSet:
-    """One of SETS or FOLDER_SETS by name."""
+    """One of SETS, FOLDER_SETS or ALL_LANDMARKS by name."""
+    if name == ALL_LANDMARKS:
+        return all_landmarks(seed)
     if name in FOLDER_SETS:
         return as_folders(load_set(name.removesuffix("-folders"), seed))
     return {"towers": towers, "intramuros": intramuros, "berlin": berlin}[name](seed)
