@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 EVAL_MIN_SCORE = 0.001
 EVAL_MAX_DETECTIONS = 100
 ANSWER_KEEP_RATE = 0.97  # sight photos that keep their right answer (as the gate's KEEP_RATE)
+# Under 34 photos a 3% allowance loses none: the threshold would sit at the lowest right
+# score, which loses about 1 in n+1 new photos (10% with 9), so the rule waits for more.
+MIN_ANSWERED_FOR_KEEP_RATE = math.ceil(1 / (1 - ANSWER_KEEP_RATE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +137,11 @@ def _answers_right(p: Prediction, threshold: float) -> bool:
 
 def strictest_keeping_threshold(preds: Sequence[Prediction], grid: np.ndarray) -> float:
     """The highest threshold of `grid` at which ANSWER_KEEP_RATE of the sight photos answered
-    right at its lowest one still are (the lowest when none is)."""
+    right at its lowest one still are; the lowest when none is, or when too few photos are
+    answered for the rate to allow losing one (MIN_ANSWERED_FOR_KEEP_RATE)."""
     answered = [p for p in preds if not p.is_negative and _answers_right(p, float(grid[0]))]
+    if len(answered) < MIN_ANSWERED_FOR_KEEP_RATE:
+        return float(grid[0])
     keeping = [float(t) for t in grid
                if sum(_answers_right(p, float(t)) for p in answered)
                >= ANSWER_KEEP_RATE * len(answered)]
