@@ -135,7 +135,7 @@ def _answers_right(p: Prediction, threshold: float) -> bool:
     return bool(dets) and max(dets, key=lambda d: d.score).label in truth
 
 
-def strictest_keeping_threshold(preds: Sequence[Prediction], grid: np.ndarray) -> float:
+def _strictest_keeping_threshold(preds: Sequence[Prediction], grid: np.ndarray) -> float:
     """The highest threshold of `grid` at which ANSWER_KEEP_RATE of the sight photos answered
     right at its lowest one still are; the lowest when none is, or when too few photos are
     answered for the rate to allow losing one (MIN_ANSWERED_FOR_KEEP_RATE)."""
@@ -181,7 +181,7 @@ def calibrate_threshold(preds: Sequence[Prediction], default: float = 0.5) -> fl
     balanced = float(grid[best[len(best) // 2]])  # middle of the best plateau: robust on few
     # F1 is flat over a wide range when the validation photos hold few negatives (a city of
     # photo folders holds none): the keep rate then says how far the threshold may rise.
-    return max(balanced, strictest_keeping_threshold(preds, grid))
+    return max(balanced, _strictest_keeping_threshold(preds, grid))
 
 
 def metrics_from_predictions(preds: Sequence[Prediction], class_names: Sequence[str],

@@ -254,50 +254,43 @@ def _leave_group_out(gate: Gate, photos: np.ndarray, photo_groups: np.ndarray,
                              photo_groups[:, None] == negative_groups[None])
 
 
-def _sight_rows(unit: np.ndarray, train: Sequence[Sample], num_classes: int
-                ) -> tuple[list[int], list[int]]:
+def _class_members(train: Sequence[Sample], num_classes: int) -> list[np.ndarray]:
+    """Per sight, the indices of the training photos that show it."""
+    return [np.array([i for i, s in enumerate(train) if c in s.classes], np.int64)
+            for c in range(num_classes)]
+
+
+def _sight_rows(unit: np.ndarray, members: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
     """The training photos kept in each sight's bank (k-centres) and their sights."""
     rows: list[int] = []
     row_classes: list[int] = []
-    for c in range(num_classes):
-        members = [i for i, s in enumerate(train) if c in s.classes]
-        picked = k_centres(unit[members], MAX_PER_CLASS) if members else []
-        rows += [members[i] for i in picked]
+    for c, photos in enumerate(members):
+        picked = k_centres(unit[photos], MAX_PER_CLASS) if len(photos) else []
+        rows += [int(photos[i]) for i in picked]
         row_classes += [c] * len(picked)
     return rows, row_classes
 
 
-def _typical_similarity(unit: np.ndarray, train: Sequence[Sample], groups: np.ndarray,
-                        num_classes: int) -> np.ndarray:
-    """[C] the median similarity of a sight's photo to its nearest photo of the same sight
-    in another near-duplicate group: how much the sight's own photos look alike."""
-    typical = np.full(num_classes, np.inf, np.float32)
-    for c in range(num_classes):
-        members = np.array([i for i, s in enumerate(train) if c in s.classes])
-        if len(members) < 2:
-            continue
-        sims = unit[members] @ unit[members].T
-        sims[groups[members][:, None] == groups[members][None]] = _NOT_THIS_CLASS
-        nearest = sims.max(axis=1)
-        if (nearest > _NOT_THIS_CLASS).any():
-            typical[c] = float(np.median(nearest[nearest > _NOT_THIS_CLASS]))
-    return typical
-
-
-def _like_a_sight(candidates: np.ndarray, unit: np.ndarray, train: Sequence[Sample],
-                  typical: np.ndarray) -> np.ndarray:
-    """bool [K]: the candidate is at least as close to some sight's photo as that sight's
-    photos typically are to each other (`_typical_similarity`)."""
+def _like_a_sight(candidates: np.ndarray, unit: np.ndarray, members: Sequence[np.ndarray],
+                  groups: np.ndarray) -> np.ndarray:
+    """bool [K]: the candidate is at least as close to one of a sight's photos as that
+    sight's photos typically are to each other (the median similarity of each to its
+    nearest photo of the sight in another near-duplicate group)."""
     like = np.zeros(len(candidates), bool)
-    for c, cutoff in enumerate(typical):
-        members = [i for i, s in enumerate(train) if c in s.classes]
-        if members and np.isfinite(cutoff):
-            like |= (candidates @ unit[members].T).max(axis=1) >= cutoff
+    for photos in members:
+        if len(photos) < 2:
+            continue
+        sims = unit[photos] @ unit[photos].T
+        sims[groups[photos][:, None] == groups[photos][None]] = _NOT_THIS_CLASS
+        nearest = sims.max(axis=1)
+        nearest = nearest[nearest > _NOT_THIS_CLASS]
+        if len(nearest):
+            like |= (candidates @ unit[photos].T).max(axis=1) >= np.median(nearest)
     return like
 
 
 def _negative_bank(embedder: Embedder, centre: np.ndarray, unit: np.ndarray,
-                   train: Sequence[Sample], groups: np.ndarray, num_classes: int
+                   train: Sequence[Sample], groups: np.ndarray, members: Sequence[np.ndarray]
                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """The negatives (background photos and the quarters of sight photos, k-centres), as
     the graph stores them, the near-duplicate group each one was cut from, and how many
@@ -311,8 +304,7 @@ def _negative_bank(embedder: Embedder, centre: np.ndarray, unit: np.ndarray,
     quartered = sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
     quarters = [q for i in quartered for q in quarter_crops(train[i].pixels)]
     background = np.array([i for i, s in enumerate(train) if s.is_negative], np.int64)
-    typical = _typical_similarity(unit, train, groups, num_classes)
-    like = _like_a_sight(unit[background], unit, train, typical)
+    like = _like_a_sight(unit[background], unit, members, groups)
     background = background[~like]
     candidates = np.concatenate([unit[background], centred_unit(embedder(quarters), centre)
                                  if quarters else unit[:0]])
@@ -361,9 +353,10 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     # near-duplicate groups (a photo alone has its own): a training photo calibrates the
     # gate only against the bank rows and negatives of other groups (leave-one-group-out)
     groups = np.array([s.group if s.group is not None else -1 - i for i, s in enumerate(train)])
-    rows, row_classes = _sight_rows(unit, train, num_classes)
+    members = _class_members(train, num_classes)
+    rows, row_classes = _sight_rows(unit, members)
     negatives, negative_groups, sight_like = _negative_bank(embedder, centre, unit, train,
-                                                            groups, num_classes)
+                                                            groups, members)
     gate = Gate(int8_roundtrip(unit[rows]), np.array(row_classes, np.int64),
                 np.full(num_classes, DISABLED, np.float32), centre, negatives)
     val_pos = [s for s in val if s.classes]
