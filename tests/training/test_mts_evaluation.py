@@ -60,28 +60,38 @@ def test_the_calibrated_threshold_separates_sights_from_background() -> None:
     assert metrics.negatives_clean_rate == 1.0
 
 
-def test_without_negatives_the_threshold_rises_until_3_percent_lose_their_answer() -> None:
+def _folder_city(scores: list[float]) -> list[Prediction]:
+    """Validation photos of a city of photo folders: photo-level labels, no background."""
+    return [_pred([Detection("gate", s, BOX), Detection("wall", s / 4, BOX)], boxes=(),
+                  level=("gate",)) for s in scores]
+
+
+def _top1(preds: list[Prediction], at: float) -> float:
+    return metrics_from_predictions(preds, ["gate", "wall"], at).top1_accuracy
+
+
+def test_without_negatives_the_threshold_rises_while_3_percent_of_new_photos_stay_above() -> None:
     # A city of photo folders: no background photo in its validation split, so F1 is flat
-    # below the lowest right score. The threshold rises as far as 97 of 100 photos keep
-    # their answer: every score above it is one an unknown photo must beat.
-    scores = [0.30 + 0.006 * k for k in range(100)]
-    preds = [_pred([Detection("gate", s, BOX), Detection("wall", s / 4, BOX)], boxes=(),
-                   level=("gate",)) for s in scores]
+    # below the lowest right score. A new photo scores under the k-th lowest of 100 right
+    # scores with chance k / 101, so the threshold may pass 2 of them (3 / 101 <= 3%): every
+    # score above it is one an unknown photo must beat.
+    preds = _folder_city([0.30 + 0.006 * k for k in range(100)])
     threshold = calibrate_threshold(preds)
+    assert threshold > 0.30  # F1 alone: anywhere from 0.23 to 0.30
+    assert _top1(preds, threshold) >= 0.98 > _top1(preds, threshold + 0.01)
 
-    def top1(at: float) -> float:
-        return metrics_from_predictions(preds, ["gate", "wall"], at).top1_accuracy
 
-    assert threshold > scores[0]  # F1 alone: anywhere from 0.23 to 0.30
-    assert top1(threshold) >= 0.97 > top1(threshold + 0.01)
+def test_from_33_answered_photos_the_threshold_rises_to_the_lowest_right_score() -> None:
+    # 1 / 34 <= 3%: the threshold may pass none of them, but rises up to the lowest
+    preds = _folder_city([0.40 + 0.01 * k for k in range(33)])
+    assert calibrate_threshold(preds) == pytest.approx(0.40)
+    assert _top1(preds, calibrate_threshold(preds)) == 1.0
 
 
 def test_too_few_answered_photos_for_a_3_percent_allowance_leave_the_threshold() -> None:
-    # 20 photos: 3% of them is no photo, so the rule would set the threshold at the lowest
-    # right score, which loses about 1 in 21 new photos; it stays where F1 put it
-    preds = [_pred([Detection("gate", 0.40 + 0.02 * k, BOX)], boxes=(), level=("gate",))
-             for k in range(20)]
-    assert calibrate_threshold(preds) < 0.39  # F1 alone: anywhere from 0.05 to 0.40
+    # 32 photos: the lowest right score still loses 1 in 33 new photos (over 3%), so the
+    # threshold stays where F1 put it (anywhere from 0.05 to 0.40)
+    assert calibrate_threshold(_folder_city([0.40 + 0.01 * k for k in range(32)])) < 0.39
 
 
 def test_negatives_that_need_a_higher_threshold_keep_it() -> None:

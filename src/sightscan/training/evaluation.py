@@ -27,9 +27,11 @@ RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 EVAL_MIN_SCORE = 0.001
 EVAL_MAX_DETECTIONS = 100
 ANSWER_KEEP_RATE = 0.97  # sight photos that keep their right answer (as the gate's KEEP_RATE)
-# Under 34 photos a 3% allowance loses none: the threshold would sit at the lowest right
-# score, which loses about 1 in n+1 new photos (10% with 9), so the rule waits for more.
-MIN_ANSWERED_FOR_KEEP_RATE = math.ceil(1 / (1 - ANSWER_KEEP_RATE))
+# A new photo scores under the k-th lowest of n right scores with chance k / (n + 1), so the
+# threshold may pass k - 1 of them only while k / (n + 1) <= 3%: with fewer than 33 answered
+# photos it may pass none and the rule is off (at the lowest right score a 9-photo split
+# loses 1 in 10 new photos).
+MIN_ANSWERED_FOR_KEEP_RATE = math.ceil(1 / (1 - ANSWER_KEEP_RATE)) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,16 +137,23 @@ def _answers_right(p: Prediction, threshold: float) -> bool:
     return bool(dets) and max(dets, key=lambda d: d.score).label in truth
 
 
+def _passable(answered: int) -> int:
+    """How many of `answered` right scores the threshold may pass: k - 1 for the largest k
+    with k / (answered + 1) <= 1 - ANSWER_KEEP_RATE, so that no more than that share of new
+    photos falls under it; -1 when no k is (too few photos: the rule is off)."""
+    return math.floor(round((1 - ANSWER_KEEP_RATE) * (answered + 1), 9)) - 1
+
+
 def _strictest_keeping_threshold(preds: Sequence[Prediction], grid: np.ndarray) -> float:
-    """The highest threshold of `grid` at which ANSWER_KEEP_RATE of the sight photos answered
-    right at its lowest one still are; the lowest when none is, or when too few photos are
-    answered for the rate to allow losing one (MIN_ANSWERED_FOR_KEEP_RATE)."""
+    """The highest threshold of `grid` that passes no more of the sight photos answered right
+    at its lowest one than `_passable` allows; the lowest when too few are answered."""
     answered = [p for p in preds if not p.is_negative and _answers_right(p, float(grid[0]))]
-    if len(answered) < MIN_ANSWERED_FOR_KEEP_RATE:
+    passable = _passable(len(answered))
+    if passable < 0:
         return float(grid[0])
     keeping = [float(t) for t in grid
                if sum(_answers_right(p, float(t)) for p in answered)
-               >= ANSWER_KEEP_RATE * len(answered)]
+               >= len(answered) - passable]
     return max(keeping) if keeping else float(grid[0])
 
 
