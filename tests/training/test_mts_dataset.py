@@ -6,10 +6,13 @@ from mts_synthetic import SHAPES, make_images
 from sightscan.detections import Box, Label
 from sightscan.errors import TrainingError
 from sightscan.training.dataset import (
+    MAX_VAL_FRACTION,
+    MIN_VAL_SIGHT_PHOTOS,
     WHOLE_IMAGE,
     TrainingImage,
     TrainingSet,
     assemble_training_set,
+    validation_fraction,
 )
 
 
@@ -96,3 +99,15 @@ def test_label_spellings_are_merged_before_counting() -> None:
     result = _assemble(images + [TrainingImage(f"x{im.key}", im.load, im.labels) for im in renamed],
                        min_images_per_label=6)
     assert result.class_names == sorted(SHAPES)
+
+
+def test_a_small_city_holds_out_more_photos_for_the_threshold_up_to_a_quarter() -> None:
+    assert validation_fraction(0.15, 1000) == 0.15  # a large city: as requested
+    assert validation_fraction(0.15, 200) == pytest.approx(MIN_VAL_SIGHT_PHOTOS / 200)
+    assert validation_fraction(0.15, 40) == MAX_VAL_FRACTION  # never more than a quarter
+    assert validation_fraction(0.3, 40) == 0.3  # a higher request stands
+    assert validation_fraction(0.0, 40) == 0.0  # no split asked: none made
+    images = make_images(20, 4, seed=1)  # 60 sight photos of three shapes
+    split = _assemble(images, val_fraction=0.15, group_duplicates=False)
+    held_out = [s for s in split.val if not s.is_negative]
+    assert len(held_out) == 15  # a quarter of each shape's 20 (5), not 15% (3)

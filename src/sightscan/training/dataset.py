@@ -33,6 +33,12 @@ __all__ = ["TrainingImage", "Sample", "TrainingSet", "assemble_training_set", "d
 
 WHOLE_IMAGE = Box(0.0, 0.0, 1.0, 1.0)
 NEGATIVE_KEY = "<none>"
+# The score threshold's keep-rate rule needs 33 validation photos answered right
+# (evaluation.MIN_ANSWERED_FOR_KEEP_RATE); a small city's split is raised towards this many
+# sight photos (a few are answered wrong, and near-duplicate groups split whole), up to
+# MAX_VAL_FRACTION of its photos.
+MIN_VAL_SIGHT_PHOTOS = 45
+MAX_VAL_FRACTION = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,15 @@ def _stratum(sample_classes: set[str]) -> str:
     return min(sample_classes) if sample_classes else NEGATIVE_KEY
 
 
+def validation_fraction(requested: float, sight_photos: int) -> float:
+    """The share of each stratum held out: `requested`, raised for a small city so that about
+    MIN_VAL_SIGHT_PHOTOS of its `sight_photos` are held out, but never above
+    MAX_VAL_FRACTION (or `requested`, if that is higher)."""
+    if requested == 0 or sight_photos == 0:
+        return requested
+    return max(requested, min(MIN_VAL_SIGHT_PHOTOS / sight_photos, MAX_VAL_FRACTION))
+
+
 def _split(keys_by_stratum: dict[str, list[str]], val_fraction: float, seed: int) -> set[str]:
     """Per stratum (first class name, or negatives): shuffle by seed, take a fraction for val."""
     val: set[str] = set()
@@ -136,7 +151,8 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
                           seed: int = 0, decode_size: int = 384,
                           on_decoded: Callable[[int, int], None] | None = None,
                           group_duplicates: bool = True) -> TrainingSet:
-    """Clean names, decode photos, drop classes under the minimum and split stratified by class.
+    """Clean names, decode photos, drop classes under the minimum and split stratified by class
+    (`val_fraction` of each class, more for a small city: `validation_fraction`).
 
     `on_decoded(done, total)` is called after each photo: decoding is the first long step.
     With `group_duplicates`, near-duplicate photos are split as one (never across train/val).
@@ -213,7 +229,9 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
     for first, group_keys in members.items():
         classes = {kept[c] for k in group_keys for c in samples[k].classes}
         strata.setdefault(_stratum(classes), []).append(first)
-    val_keys = {k for first in _split(strata, val_fraction, seed) for k in members[first]}
+    # photos, not groups: a set of augmented triplicates holds out enough at 15% already
+    fraction = validation_fraction(val_fraction, sum(not s.is_negative for s in samples.values()))
+    val_keys = {k for first in _split(strata, fraction, seed) for k in members[first]}
     ordered = sorted(samples)
     return TrainingSet(
         class_names=kept,
