@@ -140,7 +140,7 @@ def _answers_right(p: Prediction, threshold: float) -> bool:
 def _passable(answered: int) -> int:
     """How many of `answered` right scores the threshold may pass: k - 1 for the largest k
     with k / (answered + 1) <= 1 - ANSWER_KEEP_RATE, so that no more than that share of new
-    photos falls under it; -1 when no k is (too few photos: the rule is off)."""
+    photos falls under it (from MIN_ANSWERED_FOR_KEEP_RATE photos on, k >= 1)."""
     return math.floor(round((1 - ANSWER_KEEP_RATE) * (answered + 1), 9)) - 1
 
 
@@ -148,18 +148,17 @@ def _strictest_keeping_threshold(preds: Sequence[Prediction], grid: np.ndarray) 
     """The highest threshold of `grid` that passes no more of the sight photos answered right
     at its lowest one than `_passable` allows; the lowest when too few are answered."""
     answered = [p for p in preds if not p.is_negative and _answers_right(p, float(grid[0]))]
-    passable = _passable(len(answered))
-    if passable < 0:
+    if len(answered) < MIN_ANSWERED_FOR_KEEP_RATE:
         return float(grid[0])
     keeping = [float(t) for t in grid
                if sum(_answers_right(p, float(t)) for p in answered)
-               >= len(answered) - passable]
+               >= len(answered) - _passable(len(answered))]
     return max(keeping) if keeping else float(grid[0])
 
 
 def calibrate_threshold(preds: Sequence[Prediction], default: float = 0.5) -> float:
     """Score threshold maximising F1 (IoU 0.5, right class) plus the negatives' clean rate,
-    raised further while ANSWER_KEEP_RATE of the sight photos keep their right answer."""
+    raised further while ANSWER_KEEP_RATE of new sight photos would keep their right answer."""
     if not preds:
         return default
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
