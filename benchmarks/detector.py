@@ -73,6 +73,7 @@ class Run:
     int8_clean_everyday: float
     int8_ms_per_photo: float
     clean_by_set: dict[str, float]  # no-sight photos left clean, gated, per set they came from
+    threshold_choice: dict[str, float]  # the score threshold and its two candidates
 
 
 def _answered(detector: Detector, images: list) -> list[str | None]:
@@ -132,6 +133,7 @@ def run_one(chosen: BenchmarkSet, foreign: dict[str, list], daily: list, config:
         int8_map50=int8_metrics.map50, int8_map50_95=int8_metrics.map50_95,
         int8_clean_everyday=sum(int8_daily) / len(int8_daily),
         int8_ms_per_photo=_ms_per_photo(small, test), clean_by_set=clean_by_set,
+        threshold_choice=trained.metadata["score_threshold_choice"],
     )
 
 

@@ -8,6 +8,7 @@ from sightscan.training.evaluation import (
     Prediction,
     average_precision,
     calibrate_threshold,
+    choose_threshold,
     is_not_worse,
     metrics_from_predictions,
 )
@@ -79,6 +80,9 @@ def test_without_negatives_the_threshold_rises_while_3_percent_of_new_photos_sta
     threshold = calibrate_threshold(preds)
     assert threshold > 0.30  # F1 alone: anywhere from 0.23 to 0.30
     assert _top1(preds, threshold) >= 0.98 > _top1(preds, threshold + 0.01)
+    choice = choose_threshold(preds)  # what the model metadata records
+    assert (choice.threshold, choice.answered) == (threshold, 100)
+    assert choice.balanced <= 0.30 < choice.keeping == threshold
 
 
 def test_from_33_answered_photos_the_threshold_rises_to_the_lowest_right_score() -> None:

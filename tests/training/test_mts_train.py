@@ -44,6 +44,9 @@ def test_the_model_file_is_valid_onnx_with_the_metadata_embedded(trained: Traine
     assert metadata["metrics"]["map50"] == pytest.approx(trained.metrics.map50, abs=1e-4)
     assert metadata["training"]["train_images"] > 0
     assert 0.05 <= metadata["score_threshold"] <= 0.95
+    choice = metadata["score_threshold_choice"]  # the higher of the two candidates won
+    assert choice["threshold"] == metadata["score_threshold"]
+    assert choice["threshold"] == max(choice["balanced"], choice["keeping"])
     assert len(trained.onnx) < 20_000_000
 
 

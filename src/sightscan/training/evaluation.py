@@ -144,10 +144,9 @@ def _passable(answered: int) -> int:
     return math.floor(round((1 - ANSWER_KEEP_RATE) * (answered + 1), 9)) - 1
 
 
-def _strictest_keeping_threshold(preds: Sequence[Prediction], grid: np.ndarray) -> float:
-    """The highest threshold of `grid` that passes no more of the sight photos answered right
-    at its lowest one than `_passable` allows; the lowest when too few are answered."""
-    answered = [p for p in preds if not p.is_negative and _answers_right(p, float(grid[0]))]
+def _strictest_keeping_threshold(answered: Sequence[Prediction], grid: np.ndarray) -> float:
+    """The highest threshold of `grid` that passes no more of the sight photos `answered`
+    right at its lowest one than `_passable` allows; the lowest when too few are answered."""
     if len(answered) < MIN_ANSWERED_FOR_KEEP_RATE:
         return float(grid[0])
     keeping = [float(t) for t in grid
@@ -156,11 +155,31 @@ def _strictest_keeping_threshold(preds: Sequence[Prediction], grid: np.ndarray) 
     return max(keeping) if keeping else float(grid[0])
 
 
+@dataclass(frozen=True, slots=True)
+class ThresholdChoice:
+    """The calibrated score threshold: the higher of two candidates (model metadata)."""
+
+    threshold: float
+    balanced: float  # F1 plus clean negatives, middle of the best plateau
+    keeping: float  # the highest that ANSWER_KEEP_RATE of new sight photos would pass
+    answered: int  # validation sight photos answered right at the lowest threshold
+
+    def as_dict(self) -> dict[str, float | int]:
+        """JSON-ready form."""
+        return {"threshold": self.threshold, "balanced": self.balanced,
+                "keeping": self.keeping, "answered": self.answered}
+
+
 def calibrate_threshold(preds: Sequence[Prediction], default: float = 0.5) -> float:
     """Score threshold maximising F1 (IoU 0.5, right class) plus the negatives' clean rate,
     raised further while ANSWER_KEEP_RATE of new sight photos would keep their right answer."""
+    return choose_threshold(preds, default).threshold
+
+
+def choose_threshold(preds: Sequence[Prediction], default: float = 0.5) -> ThresholdChoice:
+    """`calibrate_threshold` with both candidates, so the metadata can say which one won."""
     if not preds:
-        return default
+        return ThresholdChoice(default, default, default, 0)
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
     values = []
     negatives = [p for p in preds if p.is_negative]
@@ -189,7 +208,9 @@ def calibrate_threshold(preds: Sequence[Prediction], default: float = 0.5) -> fl
     balanced = float(grid[best[len(best) // 2]])  # middle of the best plateau: robust on few
     # F1 is flat over a wide range when the validation photos hold few negatives (a city of
     # photo folders holds none): the keep rate then says how far the threshold may rise.
-    return max(balanced, _strictest_keeping_threshold(preds, grid))
+    answered = [p for p in preds if not p.is_negative and _answers_right(p, float(grid[0]))]
+    keeping = _strictest_keeping_threshold(answered, grid)
+    return ThresholdChoice(max(balanced, keeping), balanced, keeping, len(answered))
 
 
 def metrics_from_predictions(preds: Sequence[Prediction], class_names: Sequence[str],

@@ -28,7 +28,7 @@ from sightscan.training.augment import make_batch
 from sightscan.training.dataset import TrainingSet
 from sightscan.training.evaluation import (
     Metrics,
-    calibrate_threshold,
+    choose_threshold,
     collect_predictions,
     metrics_from_predictions,
 )
@@ -352,12 +352,14 @@ def finish_model(model_bytes: bytes, metadata: dict[str, Any], training_set: Tra
     if not val_images:  # too few photos to hold any out: say so rather than hide it
         val_images, metrics_split = [s.source for s in training_set.train], "train"
     preds = collect_predictions(detector, val_images)
-    threshold = calibrate_threshold(preds, default=default_threshold)
+    choice = choose_threshold(preds, default=default_threshold)
+    threshold = choice.threshold
     metrics = metrics_from_predictions(preds, training_set.class_names, threshold)
     config_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     config_dict.pop("checkpoint_path", None)
     metadata.update({
         "score_threshold": threshold,
+        "score_threshold_choice": choice.as_dict(),
         "metrics": metrics.as_dict(),
         "metrics_split": metrics_split,
         "training": {**training_set.counts(), **(training_extra or {})},
