@@ -101,13 +101,14 @@ def test_label_spellings_are_merged_before_counting() -> None:
     assert result.class_names == sorted(SHAPES)
 
 
-def test_a_small_city_holds_out_more_photos_for_the_threshold_up_to_a_quarter() -> None:
+def test_a_small_city_holds_out_enough_photos_for_the_threshold_if_a_quarter_does() -> None:
     assert validation_fraction(0.15, 1000) == 0.15  # a large city: as requested
     assert validation_fraction(0.15, 200) == pytest.approx(MIN_VAL_SIGHT_PHOTOS / 200)
-    assert validation_fraction(0.15, 40) == MAX_VAL_FRACTION  # never more than a quarter
-    assert validation_fraction(0.3, 40) == 0.3  # a higher request stands
-    assert validation_fraction(0.0, 40) == 0.0  # no split asked: none made
-    images = make_images(20, 4, seed=1)  # 60 sight photos of three shapes
+    assert MIN_VAL_SIGHT_PHOTOS / 100 > MAX_VAL_FRACTION  # a quarter of 100 is too few:
+    assert validation_fraction(0.15, 100) == 0.15  # the city keeps its training photos
+    assert validation_fraction(0.3, 200) == 0.3  # a higher request stands
+    assert validation_fraction(0.0, 200) == 0.0  # no split asked: none made
+    images = make_images(60, 4, seed=1, size=64)  # 180 sight photos of three shapes
     split = _assemble(images, val_fraction=0.15, group_duplicates=False)
     held_out = [s for s in split.val if not s.is_negative]
-    assert len(held_out) == 15  # a quarter of each shape's 20 (5), not 15% (3)
+    assert len(held_out) == MIN_VAL_SIGHT_PHOTOS  # a quarter of each shape's 60, not 15% (9)

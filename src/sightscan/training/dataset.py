@@ -34,9 +34,9 @@ __all__ = ["TrainingImage", "Sample", "TrainingSet", "assemble_training_set", "d
 WHOLE_IMAGE = Box(0.0, 0.0, 1.0, 1.0)
 NEGATIVE_KEY = "<none>"
 # The score threshold's keep-rate rule needs 33 validation photos answered right
-# (evaluation.MIN_ANSWERED_FOR_KEEP_RATE); a small city's split is raised towards this many
-# sight photos (a few are answered wrong, and near-duplicate groups split whole), up to
-# MAX_VAL_FRACTION of its photos.
+# (evaluation.MIN_ANSWERED_FOR_KEEP_RATE); a small city's split is raised to this many
+# sight photos (a few are answered wrong, and near-duplicate groups split whole) when
+# MAX_VAL_FRACTION of its photos holds them.
 MIN_VAL_SIGHT_PHOTOS = 45
 MAX_VAL_FRACTION = 0.25
 
@@ -124,11 +124,12 @@ def _stratum(sample_classes: set[str]) -> str:
 
 def validation_fraction(requested: float, sight_photos: int) -> float:
     """The share of each stratum held out: `requested`, raised for a small city so that about
-    MIN_VAL_SIGHT_PHOTOS of its `sight_photos` are held out, but never above
-    MAX_VAL_FRACTION (or `requested`, if that is higher)."""
+    MIN_VAL_SIGHT_PHOTOS of its `sight_photos` are held out, if MAX_VAL_FRACTION of them is
+    enough; a smaller city cannot reach the keep-rate rule and keeps its training photos."""
     if requested == 0 or sight_photos == 0:
         return requested
-    return max(requested, min(MIN_VAL_SIGHT_PHOTOS / sight_photos, MAX_VAL_FRACTION))
+    needed = MIN_VAL_SIGHT_PHOTOS / sight_photos
+    return max(requested, needed) if needed <= MAX_VAL_FRACTION else requested
 
 
 def _split(keys_by_stratum: dict[str, list[str]], val_fraction: float, seed: int) -> set[str]:
