@@ -28,9 +28,9 @@ EVAL_MIN_SCORE = 0.001
 EVAL_MAX_DETECTIONS = 100
 ANSWER_KEEP_RATE = 0.97  # sight photos that keep their right answer (as the gate's KEEP_RATE)
 # A new photo scores under the k-th lowest of n right scores with chance k / (n + 1), so the
-# threshold may pass k - 1 of them only while k / (n + 1) <= 3%: with fewer than 33 answered
-# photos it may pass none and the rule is off (at the lowest right score a 9-photo split
-# loses 1 in 10 new photos).
+# threshold may pass k - 1 of them only while k / (n + 1) <= 3%. Under 33 answered photos
+# not even the lowest right score is safe (k = 0: a 9-photo split would lose 1 in 10 new
+# photos there), so the rule is off.
 MIN_ANSWERED_FOR_KEEP_RATE = math.ceil(1 / (1 - ANSWER_KEEP_RATE)) - 1
 
 
