@@ -7,7 +7,6 @@ from sightscan.training.evaluation import (
     Metrics,
     Prediction,
     average_precision,
-    calibrate_threshold,
     choose_threshold,
     is_not_worse,
     metrics_from_predictions,
@@ -55,7 +54,7 @@ def test_detections_of_an_image_level_class_are_neither_right_nor_wrong() -> Non
 def test_the_calibrated_threshold_separates_sights_from_background() -> None:
     positives = [_pred([Detection("tower", 0.8, BOX)]) for _ in range(4)]
     negatives = [_pred([Detection("tower", 0.3, BOX)], boxes=()) for _ in range(4)]
-    threshold = calibrate_threshold(positives + negatives)
+    threshold = choose_threshold(positives + negatives).threshold
     assert 0.3 < threshold <= 0.8
     metrics = metrics_from_predictions(positives + negatives, ["tower"], threshold)
     assert metrics.negatives_clean_rate == 1.0
@@ -77,32 +76,34 @@ def test_without_negatives_the_threshold_rises_while_3_percent_of_new_photos_sta
     # scores with chance k / 101, so the threshold may pass 2 of them (3 / 101 <= 3%): every
     # score above it is one an unknown photo must beat.
     preds = _folder_city([0.30 + 0.006 * k for k in range(100)])
-    threshold = calibrate_threshold(preds)
+    choice = choose_threshold(preds)  # as the model metadata records it
+    threshold = choice.threshold
     assert threshold > 0.30  # F1 alone: anywhere from 0.23 to 0.30
     assert _top1(preds, threshold) >= 0.98 > _top1(preds, threshold + 0.01)
-    choice = choose_threshold(preds)  # what the model metadata records
-    assert (choice.threshold, choice.answered) == (threshold, 100)
+    assert choice.answered == 100
     assert choice.balanced <= 0.30 < choice.keeping == threshold
 
 
 def test_from_33_answered_photos_the_threshold_rises_to_the_lowest_right_score() -> None:
     # 1 / 34 <= 3%: the threshold may pass none of them, but rises up to the lowest
     preds = _folder_city([0.40 + 0.01 * k for k in range(33)])
-    assert calibrate_threshold(preds) == pytest.approx(0.40)
-    assert _top1(preds, calibrate_threshold(preds)) == 1.0
+    threshold = choose_threshold(preds).threshold
+    assert threshold == pytest.approx(0.40)
+    assert _top1(preds, threshold) == 1.0
 
 
 def test_too_few_answered_photos_for_a_3_percent_allowance_leave_the_threshold() -> None:
     # 32 photos: the lowest right score still loses 1 in 33 new photos (over 3%), so the
     # threshold stays where F1 put it (anywhere from 0.05 to 0.40)
-    assert calibrate_threshold(_folder_city([0.40 + 0.01 * k for k in range(32)])) < 0.39
+    preds = _folder_city([0.40 + 0.01 * k for k in range(32)])
+    assert choose_threshold(preds).threshold < 0.39
 
 
 def test_negatives_that_need_a_higher_threshold_keep_it() -> None:
     # the balance of F1 and clean negatives may cost more than 3% of the answers: it stands
     positives = [_pred([Detection("tower", 0.3 + 0.1 * (k % 6), BOX)]) for k in range(60)]
     negatives = [_pred([Detection("tower", 0.55, BOX)], boxes=()) for _ in range(60)]
-    threshold = calibrate_threshold(positives + negatives)
+    threshold = choose_threshold(positives + negatives).threshold
     assert threshold > 0.55
 
 

@@ -149,9 +149,9 @@ def _strictest_keeping_threshold(answered: Sequence[Prediction], grid: np.ndarra
     right at its lowest one than `_passable` allows; the lowest when too few are answered."""
     if len(answered) < MIN_ANSWERED_FOR_KEEP_RATE:
         return float(grid[0])
+    must_keep = len(answered) - _passable(len(answered))
     keeping = [float(t) for t in grid
-               if sum(_answers_right(p, float(t)) for p in answered)
-               >= len(answered) - _passable(len(answered))]
+               if sum(_answers_right(p, float(t)) for p in answered) >= must_keep]
     return max(keeping) if keeping else float(grid[0])
 
 
@@ -166,18 +166,13 @@ class ThresholdChoice:
 
     def as_dict(self) -> dict[str, float | int]:
         """JSON-ready form."""
-        return {"threshold": self.threshold, "balanced": self.balanced,
-                "keeping": self.keeping, "answered": self.answered}
-
-
-def calibrate_threshold(preds: Sequence[Prediction], default: float = 0.5) -> float:
-    """Score threshold maximising F1 (IoU 0.5, right class) plus the negatives' clean rate,
-    raised further while ANSWER_KEEP_RATE of new sight photos would keep their right answer."""
-    return choose_threshold(preds, default).threshold
+        return asdict(self)
 
 
 def choose_threshold(preds: Sequence[Prediction], default: float = 0.5) -> ThresholdChoice:
-    """`calibrate_threshold` with both candidates, so the metadata can say which one won."""
+    """Score threshold maximising F1 (IoU 0.5, right class) plus the negatives' clean rate,
+    raised further while ANSWER_KEEP_RATE of new sight photos would keep their right answer;
+    with both candidates, so the metadata can say which one won."""
     if not preds:
         return ThresholdChoice(default, default, default, 0)
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
