@@ -197,6 +197,44 @@ def print_pool_table(results: dict[str, list[Run]], args: argparse.Namespace) ->
                   f"{_cell([r.top1 for r in alone])} → {_cell([r.top1 for r in with_pool])} |")
 
 
+def print_table(results: dict[str, list[Run]], counts: dict[str, str], names: list[str]
+                ) -> None:
+    """The markdown table of docs/detector.md: one column per set, mean ± spread of runs."""
+    rows = [
+        ("train / held-out sight / no-sight photos", lambda n: counts[n]),
+        ("mAP@0.5 (held-out, gated)", lambda n: _boxed(n, [r.map50 for r in results[n]])),
+        ("mAP@0.5:0.95 (held-out, gated)",
+         lambda n: _boxed(n, [r.map50_95 for r in results[n]])),
+        ("top-1 gated (ungated)", lambda n: f"{_cell([r.top1 for r in results[n]])} "
+                                            f"({_cell([r.top1_ungated for r in results[n]])})"),
+        ("no-sight photos left clean, gated (ungated)",
+         lambda n: f"{_cell([r.clean for r in results[n]])} "
+                   f"({_cell([r.clean_ungated for r in results[n]])})"),
+        ("of which everyday photos left clean, gated",
+         lambda n: _cell([r.clean_everyday for r in results[n]])),
+        ("sight photos that lose their answer to the gate",
+         lambda n: _cell([r.lost for r in results[n]])),
+        ("training CPU s per core", lambda n: _cell([r.cpu_per_core for r in results[n]], 0)),
+        ("load (1 min) before / after", lambda n: ", ".join(
+            f"{r.load[0]:.1f}/{r.load[1]:.1f}" for r in results[n])),
+        ("inference ms/photo, 1 thread", lambda n: _cell([r.ms_per_photo for r in results[n]], 1)),
+        ("model MB", lambda n: _cell([r.model_mb for r in results[n]], 1)),
+        (f"int8 model MB (served up to {MAX_INT8_BYTES / 1e6:.0f})",
+         lambda n: _cell([r.int8_mb for r in results[n]], 2)),
+        ("int8 mAP@0.5 / mAP@0.5:0.95", lambda n: (
+            f"{_boxed(n, [r.int8_map50 for r in results[n]])} / "
+            f"{_boxed(n, [r.int8_map50_95 for r in results[n]])}")),
+        ("int8 everyday photos left clean",
+         lambda n: _cell([r.int8_clean_everyday for r in results[n]])),
+        ("int8 inference ms/photo, 1 thread",
+         lambda n: _cell([r.int8_ms_per_photo for r in results[n]], 1)),
+    ]
+    print("| measure | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for title, cell in rows:
+        print(f"| {title} | " + " | ".join(cell(n) for n in names) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", choices=(*SETS, *FOLDER_SETS, ALL_LANDMARKS),
@@ -240,39 +278,7 @@ def main() -> int:
         return 0
     print(f"\nEfficientNet-Lite0 detector + open-set gate, {args.size}px, {args.epochs} epochs, "
           f"seeds {args.seeds} (mean ± spread = standard deviation over seeds)")
-    rows = [
-        ("train / held-out sight / no-sight photos", lambda n: counts[n]),
-        ("mAP@0.5 (held-out, gated)", lambda n: _boxed(n, [r.map50 for r in results[n]])),
-        ("mAP@0.5:0.95 (held-out, gated)",
-         lambda n: _boxed(n, [r.map50_95 for r in results[n]])),
-        ("top-1 gated (ungated)", lambda n: f"{_cell([r.top1 for r in results[n]])} "
-                                            f"({_cell([r.top1_ungated for r in results[n]])})"),
-        ("no-sight photos left clean, gated (ungated)",
-         lambda n: f"{_cell([r.clean for r in results[n]])} "
-                   f"({_cell([r.clean_ungated for r in results[n]])})"),
-        ("of which everyday photos left clean, gated",
-         lambda n: _cell([r.clean_everyday for r in results[n]])),
-        ("sight photos that lose their answer to the gate",
-         lambda n: _cell([r.lost for r in results[n]])),
-        ("training CPU s per core", lambda n: _cell([r.cpu_per_core for r in results[n]], 0)),
-        ("load (1 min) before / after", lambda n: ", ".join(
-            f"{r.load[0]:.1f}/{r.load[1]:.1f}" for r in results[n])),
-        ("inference ms/photo, 1 thread", lambda n: _cell([r.ms_per_photo for r in results[n]], 1)),
-        ("model MB", lambda n: _cell([r.model_mb for r in results[n]], 1)),
-        (f"int8 model MB (served up to {MAX_INT8_BYTES / 1e6:.0f})",
-         lambda n: _cell([r.int8_mb for r in results[n]], 2)),
-        ("int8 mAP@0.5 / mAP@0.5:0.95", lambda n: (
-            f"{_boxed(n, [r.int8_map50 for r in results[n]])} / "
-            f"{_boxed(n, [r.int8_map50_95 for r in results[n]])}")),
-        ("int8 everyday photos left clean",
-         lambda n: _cell([r.int8_clean_everyday for r in results[n]])),
-        ("int8 inference ms/photo, 1 thread",
-         lambda n: _cell([r.int8_ms_per_photo for r in results[n]], 1)),
-    ]
-    print("| measure | " + " | ".join(args.sets) + " |")
-    print("|---|" + "---|" * len(args.sets))
-    for title, cell in rows:
-        print(f"| {title} | " + " | ".join(cell(n) for n in args.sets) + " |")
+    print_table(results, counts, args.sets)
     return 0
 
 
