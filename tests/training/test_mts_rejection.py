@@ -31,6 +31,7 @@ from sightscan.training.rejection import (
     int8_roundtrip,
     k_centres,
     quarter_crops,
+    unit_rows,
 )
 from sightscan.training.trainer import TrainedModel
 
@@ -43,8 +44,7 @@ def _unit(rows: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
 
 def _gate(threshold: float = 0.9) -> Gate:
     bank = _unit([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0]])
-    return Gate(bank, np.array([0, 0, 1]), np.full(2, threshold, np.float32),
-                np.zeros(3, np.float32))
+    return Gate(bank, np.array([0, 0, 1]), np.full(2, threshold, np.float32))
 
 
 def test_the_gate_zeroes_only_the_sights_the_photo_is_unlike() -> None:
@@ -68,7 +68,7 @@ def test_the_graph_gate_and_the_numpy_gate_agree() -> None:
 def test_a_photo_closer_to_a_rival_than_to_the_sight_is_refused() -> None:
     negatives = _unit([[0, 0, 1]])
     gate = Gate(_gate(-1.0).bank, np.array([0, 0, 1]), np.full(2, -1.0, np.float32),
-                np.zeros(3, np.float32), negatives, 0.05)
+                negatives, 0.05)
     raw = np.array([[1.0, 0.0, 0.2],  # sight 0, a little like the negative: only sight 0
                     [0.6, 0.0, 1.0],  # more like the negative than like a sight: refused
                     [0.0, 0.8, 0.82],  # within the margin of sight 1: kept
@@ -78,12 +78,11 @@ def test_a_photo_closer_to_a_rival_than_to_the_sight_is_refused() -> None:
     assert keeps[2].tolist() == [False, True] and keeps[3].tolist() == [True, True]
     graph = GateModule(gate)(torch.from_numpy(raw), torch.ones(4, 1, 2))[:, 0].numpy()
     assert np.array_equal(graph, keeps.astype(np.float32))
-    opened = GateModule(Gate(gate.bank, gate.bank_classes, np.full(2, DISABLED, np.float32),
-                             gate.centre))  # no negatives and no rival rule: all through
+    opened = GateModule(Gate(gate.bank, gate.bank_classes,
+                             np.full(2, DISABLED, np.float32)))  # no negatives and no rival rule: all through
     assert bool(torch.all(opened(torch.from_numpy(raw), torch.ones(4, 1, 2)) == 1))
     # no negatives, rival rule on: the graph agrees with numpy (no phantom negative rival)
-    alone = Gate(gate.bank, gate.bank_classes, np.full(2, -1.0, np.float32), gate.centre,
-                 None, 0.05)
+    alone = Gate(gate.bank, gate.bank_classes, np.full(2, -1.0, np.float32), None, 0.05)
     photos = np.random.default_rng(3).normal(size=(64, 3)).astype(np.float32)
     graph_alone = GateModule(alone)(torch.from_numpy(photos), torch.ones(64, 1, 2))[:, 0]
     assert np.array_equal(graph_alone.numpy(), alone.keeps(photos).astype(np.float32))
@@ -130,7 +129,7 @@ def test_a_city_without_negatives_gets_its_photos_quarters_as_negatives() -> Non
     gate, calibration = build_gate(_grid_colours, train, val, 2)
     assert gate.negatives is not None
     assert len(gate.negatives) == min(MAX_NEGATIVES, 4 * len(train))
-    quarters = gate.normalise(_grid_colours([q for s in train for q in quarter_crops(s.pixels)]))
+    quarters = unit_rows(_grid_colours([q for s in train for q in quarter_crops(s.pixels)]))
     assert (gate.negatives @ quarters.T).max(axis=1).min() > 0.99  # each one a quarter (int8)
     assert calibration["calibration_lost_to_rivals"] <= int(calibration["calibrated_on"] * 0.03)
     assert gate.keeps(_grid_colours([s.pixels for s in samples(5, 3)])).any(axis=1).all()
@@ -161,7 +160,7 @@ def test_a_background_photo_of_a_sight_itself_is_no_negative() -> None:
 
     def nearest_negative(samples: list[Sample]) -> np.ndarray:
         assert gate.negatives is not None
-        unit = gate.normalise(_grid_colours([s.pixels for s in samples]))
+        unit = unit_rows(_grid_colours([s.pixels for s in samples]))
         nearest: np.ndarray = (gate.negatives @ unit.T).max(axis=0)
         return nearest
 
@@ -197,7 +196,7 @@ def test_the_exported_gate_keeps_its_banks_as_int8() -> None:
     bank = int8_roundtrip(_unit(np.random.default_rng(0).normal(size=(6, 320))))
     negatives = int8_roundtrip(_unit(np.random.default_rng(1).normal(size=(4, 320))))
     gate = Gate(bank, np.array([0, 0, 0, 1, 1, 1]), np.full(2, 0.3, np.float32),
-                np.zeros(320, np.float32), negatives, 0.05)
+                negatives, 0.05)
     model = export_onnx(net, base_metadata(["a", "b"], 64), gate=GateModule(gate))
     stored = {t.name: t for t in onnx.load_from_string(model).graph.initializer}
     assert stored["gate.bank_int8"].data_type == onnx.TensorProto.INT8

@@ -50,7 +50,7 @@ MAX_INT8_BYTES = 4_000_000
 INT8_TOLERANCE = 0.01  # largest drop of the deciding measure that still serves int8
 CALIBRATION_PHOTOS = 64
 GATE_PREFIX = "gate."  # initializer names of the open-set gate (rejection.GateModule)
-REBUILT = ("bank", "centre", "negatives", "rejection_threshold")  # what regate replaces
+REBUILT = ("bank", "negatives", "rejection_threshold")  # what regate replaces
 
 
 class PhotoCalibrationReader:
@@ -197,11 +197,16 @@ def _preprocessed(float_model: bytes, folder: Path) -> onnx.ModelProto:
 
 
 def _embedding_output(model: onnx.ModelProto) -> str | None:
-    """The tensor the gate embeds: the input that `gate.centre` is subtracted from."""
+    """The tensor the gate embeds: what is L2-normalised (divided by its norm) before the
+    MatMul with `gate.bank`."""
+    producers = {out: node for node in model.graph.node for out in node.output}
     for node in model.graph.node:
-        if node.op_type == "Sub" and f"{GATE_PREFIX}centre" in node.input:
-            name: str = next(name for name in node.input if name != f"{GATE_PREFIX}centre")
-            return name
+        if node.op_type == "MatMul" and f"{GATE_PREFIX}bank" in node.input:
+            unit = next(name for name in node.input if name != f"{GATE_PREFIX}bank")
+            divide = producers.get(unit)
+            if divide is not None and divide.op_type == "Div":
+                name: str = divide.input[0]
+                return name
     return None
 
 

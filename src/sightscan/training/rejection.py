@@ -54,13 +54,8 @@ class Gate:
     bank: np.ndarray  # float32 [M, D]
     bank_classes: np.ndarray  # int64 [M]
     thresholds: np.ndarray  # float32 [C]
-    centre: np.ndarray  # float32 [D], subtracted from raw embeddings before normalising
     negatives: np.ndarray | None = None  # float32 [K, D] unit rows of negative photos
     rival_margin: float = NO_RIVAL_RULE  # kept only if similarity + margin > every rival's
-
-    def normalise(self, raw: np.ndarray) -> np.ndarray:
-        """Raw pooled features [B, D] -> centred, L2-normalised embeddings (as in the graph)."""
-        return centred_unit(raw, self.centre)
 
     def similarities(self, unit: np.ndarray, ignored_bank: np.ndarray | None = None,
                      ignored_negatives: np.ndarray | None = None
@@ -86,11 +81,11 @@ class Gate:
 
     def class_similarity(self, raw: np.ndarray) -> np.ndarray:
         """[B, D] raw pooled features -> [B, C] best cosine similarity to each sight."""
-        return self.similarities(self.normalise(raw))[0]
+        return self.similarities(unit_rows(raw))[0]
 
     def keeps(self, raw: np.ndarray) -> np.ndarray:
         """[B, D] raw pooled features -> bool [B, C]: which sights the gate lets through."""
-        best, negative = self.similarities(self.normalise(raw))
+        best, negative = self.similarities(unit_rows(raw))
         rival = rival_similarity(best, negative)
         kept: np.ndarray = (best >= self.thresholds) & (best + self.rival_margin > rival)
         return kept
@@ -113,11 +108,10 @@ class Gate:
         }
 
 
-def centred_unit(raw: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Raw pooled features [B, D] -> centred on `centre`, L2-normalised (as in the graph)."""
-    centred = raw - centre
-    norms = np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
-    unit: np.ndarray = centred / norms
+def unit_rows(raw: np.ndarray) -> np.ndarray:
+    """Raw pooled features [B, D] -> L2-normalised rows (as in the graph)."""
+    norms = np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+    unit: np.ndarray = (raw / norms).astype(np.float32)
     return unit
 
 
@@ -135,7 +129,6 @@ class GateModule(torch.nn.Module):
 
     bank: torch.Tensor
     mask: torch.Tensor
-    centre: torch.Tensor
     negatives: torch.Tensor
     negative_bias: torch.Tensor
     not_self: torch.Tensor
@@ -149,10 +142,9 @@ class GateModule(torch.nn.Module):
         mask[np.arange(len(gate.bank)), gate.bank_classes] = 1.0
         self.register_buffer("bank", torch.from_numpy(gate.bank.T.copy()))  # [D, M]
         self.register_buffer("mask", torch.from_numpy(mask))  # [M, C]
-        self.register_buffer("centre", torch.from_numpy(gate.centre.reshape(1, -1).copy()))
         negatives, bias = gate.negatives, np.zeros((1, 1), np.float32)
         if negatives is None or not len(negatives):  # one zero row, pushed under any sight
-            negatives, bias[0, 0] = np.zeros((1, len(gate.centre)), np.float32), _NOT_THIS_CLASS
+            negatives, bias[0, 0] = np.zeros((1, gate.bank.shape[1]), np.float32), _NOT_THIS_CLASS
         self.register_buffer("negatives", torch.from_numpy(negatives.T.copy()))  # [D, K]
         self.register_buffer("negative_bias", torch.from_numpy(bias))  # [1, 1]
         # [1, C, C]: _NOT_THIS_CLASS on the diagonal, so a sight is not its own rival
@@ -165,7 +157,7 @@ class GateModule(torch.nn.Module):
                              torch.tensor([gate.rival_margin], dtype=torch.float32))
 
     def forward(self, embedding: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        unit = F.normalize(embedding - self.centre, dim=1)
+        unit = F.normalize(embedding, dim=1)
         sims = unit @ self.bank  # [B, M]
         per_class = sims.unsqueeze(-1) * self.mask + (self.mask - 1.0) * -_NOT_THIS_CLASS
         best = per_class.max(dim=1).values  # [B, C]
@@ -289,7 +281,7 @@ def _like_a_sight(candidates: np.ndarray, unit: np.ndarray, members: Sequence[np
     return like
 
 
-def _negative_bank(embedder: Embedder, centre: np.ndarray, unit: np.ndarray,
+def _negative_bank(embedder: Embedder, unit: np.ndarray,
                    train: Sequence[Sample], groups: np.ndarray, members: Sequence[np.ndarray]
                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """The negatives (background photos and the quarters of sight photos, k-centres), as
@@ -306,7 +298,7 @@ def _negative_bank(embedder: Embedder, centre: np.ndarray, unit: np.ndarray,
     background = np.array([i for i, s in enumerate(train) if s.is_negative], np.int64)
     like = _like_a_sight(unit[background], unit, members, groups)
     background = background[~like]
-    candidates = np.concatenate([unit[background], centred_unit(embedder(quarters), centre)
+    candidates = np.concatenate([unit[background], unit_rows(embedder(quarters))
                                  if quarters else unit[:0]])
     candidate_groups = np.concatenate([groups[background], np.repeat(groups[quartered], 4)])
     chosen = k_centres(candidates, MAX_NEGATIVES)
@@ -345,26 +337,25 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     model's, so that its gate matches its own features: quantize.py).
     """
     embedder: Embedder = partial(embed_pixels, embed) if isinstance(embed, SightNet) else embed
-    raw = embedder([s.pixels for s in train])
-    # Centring on all training photos (negatives too) removes the direction every photo
-    # shares, which otherwise puts every cosine similarity near 1.
-    centre = raw.mean(axis=0).astype(np.float32)
-    unit = centred_unit(raw, centre)
+    # Not centred on the city's mean photo: centring kept only the direction in which a
+    # photo differs from that mean, and an everyday photo differs in some direction that
+    # one sight's photos also lean towards (docs/detector.md, eighth round).
+    unit = unit_rows(embedder([s.pixels for s in train]))
     # near-duplicate groups (a photo alone has its own): a training photo calibrates the
     # gate only against the bank rows and negatives of other groups (leave-one-group-out)
     groups = np.array([s.group if s.group is not None else -1 - i for i, s in enumerate(train)])
     members = _class_members(train, num_classes)
     rows, row_classes = _sight_rows(unit, members)
-    negatives, negative_groups, sight_like = _negative_bank(embedder, centre, unit, train,
+    negatives, negative_groups, sight_like = _negative_bank(embedder, unit, train,
                                                             groups, members)
     gate = Gate(int8_roundtrip(unit[rows]), np.array(row_classes, np.int64),
-                np.full(num_classes, DISABLED, np.float32), centre, negatives)
+                np.full(num_classes, DISABLED, np.float32), negatives)
     val_pos = [s for s in val if s.classes]
     if not val_pos:
         return gate, {"calibrated_on": 0, "note": "no held-out sight photos: gate disabled"}
     # calibration photos: the held-out ones, then every training sight photo left out
     sights = [i for i, s in enumerate(train) if s.classes]
-    photos = np.concatenate([gate.normalise(embedder([s.pixels for s in val_pos])),
+    photos = np.concatenate([unit_rows(embedder([s.pixels for s in val_pos])),
                              unit[sights]])
     photo_groups = np.concatenate([np.full(len(val_pos), _NO_GROUP), groups[sights]])
     best, negative = _leave_group_out(gate, photos, photo_groups, groups[rows], negative_groups)
@@ -400,7 +391,7 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
                                                  threshold_all))},
     }
     gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, threshold, np.float32),
-                centre, negatives, margin)
+                negatives, margin)
     val_neg = [s for s in val if s.is_negative]
     if val_neg:
         rejected = ~gate.keeps(embedder([s.pixels for s in val_neg])).any(axis=1)
