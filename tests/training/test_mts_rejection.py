@@ -78,8 +78,8 @@ def test_a_photo_closer_to_a_rival_than_to_the_sight_is_refused() -> None:
     assert keeps[2].tolist() == [False, True] and keeps[3].tolist() == [True, True]
     graph = GateModule(gate)(torch.from_numpy(raw), torch.ones(4, 1, 2))[:, 0].numpy()
     assert np.array_equal(graph, keeps.astype(np.float32))
-    opened = GateModule(Gate(gate.bank, gate.bank_classes,
-                             np.full(2, DISABLED, np.float32)))  # no negatives and no rival rule: all through
+    # no negatives and no rival rule: all through
+    opened = GateModule(Gate(gate.bank, gate.bank_classes, np.full(2, DISABLED, np.float32)))
     assert bool(torch.all(opened(torch.from_numpy(raw), torch.ones(4, 1, 2)) == 1))
     # no negatives, rival rule on: the graph agrees with numpy (no phantom negative rival)
     alone = Gate(gate.bank, gate.bank_classes, np.full(2, -1.0, np.float32), None, 0.05)
