@@ -37,9 +37,7 @@ from sightscan.training.trainer import TrainedModel
 
 
 def _unit(rows: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-    rows = np.asarray(rows, np.float32)
-    unit: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-    return unit
+    return unit_rows(np.asarray(rows, np.float32))
 
 
 def _gate(threshold: float = 0.9) -> Gate:
