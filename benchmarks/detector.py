@@ -135,7 +135,7 @@ def run_one(chosen: BenchmarkSet, foreign: dict[str, list], daily: list, config:
         model_mb=len(trained.onnx) / 1e6, int8_mb=len(int8) / 1e6,
         int8_map50=int8_metrics.map50, int8_map50_95=int8_metrics.map50_95,
         int8_clean_everyday=sum(int8_daily) / len(int8_daily),
-        int8_clean=sum(int8_clean) / max(1, len(int8_clean)),
+        int8_clean=sum(int8_clean) / len(int8_clean),
         int8_ms_per_photo=_ms_per_photo(small, test), clean_by_set=clean_by_set,
         threshold_choice=trained.metadata["score_threshold_choice"],
     )
