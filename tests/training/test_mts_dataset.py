@@ -6,6 +6,7 @@ from mts_synthetic import SHAPES, make_images
 from sightscan.detections import Box, Label
 from sightscan.errors import TrainingError
 from sightscan.training.dataset import (
+    LANDMARK_KEY,
     MAX_VAL_FRACTION,
     MIN_VAL_SIGHT_PHOTOS,
     WHOLE_IMAGE,
@@ -71,6 +72,20 @@ def test_a_corrupt_photo_is_skipped_and_counted() -> None:
     result = _assemble(images)
     assert result.corrupt_images == ["broken"]
     assert result.counts()["corrupt_images"] == 1
+
+
+def test_other_landmarks_photos_are_kept_aside_for_the_gate_never_trained_on() -> None:
+    images = make_images(6, 2, seed=1)
+    broken = b"\x89PNG\r\n\x1a\nnot really"
+    elsewhere = [TrainingImage(f"{LANDMARK_KEY}{n}", images[n].load, []) for n in range(3)]
+    elsewhere.append(TrainingImage(f"{LANDMARK_KEY}broken", lambda: broken, []))
+    alone, pooled = _assemble(images), _assemble(images + elsewhere)
+    assert [s.key for s in pooled.landmarks] == [f"{LANDMARK_KEY}{n}" for n in range(3)]
+    assert all(s.is_negative and s.pixels.shape == (64, 64, 3) for s in pooled.landmarks)
+    assert [s.key for s in pooled.train] == [s.key for s in alone.train]
+    assert [s.key for s in pooled.val] == [s.key for s in alone.val]
+    assert pooled.corrupt_images == [f"{LANDMARK_KEY}broken"]
+    assert pooled.counts()["landmark_photos"] == 3 and alone.counts()["landmark_photos"] == 0
 
 
 def test_image_level_labels_become_classification_only_or_whole_photo_boxes() -> None:

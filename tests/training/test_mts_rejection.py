@@ -167,6 +167,43 @@ def test_a_background_photo_of_a_sight_itself_is_no_negative() -> None:
     assert gate.keeps(_grid_colours([s.pixels for s in train[:5]]))[:, 0].all()
 
 
+def test_other_landmarks_photos_make_the_gate_refuse_a_landmark_like_them() -> None:
+    # Another place's landmark that looks like sight 0 (one quadrant differs) passes a
+    # gate that knows only the city's photos; with that kind of landmark among the
+    # negatives (the landmark pool), its photos are closer to a rival and are refused,
+    # while new photos of sight 0 keep their sight.
+    rng = np.random.default_rng(3)
+    sights = rng.uniform(0, 255, (2, 4, 3))
+    other = sights[0].copy()
+    other[3] = np.where(other[3] > 127, other[3] - 70, other[3] + 70)
+
+    def photos(colours: np.ndarray, count: int, spread: float) -> list[np.ndarray]:
+        return [_quadrants(np.clip(colours + rng.normal(0, spread, (4, 3)), 0, 255), rng)
+                for _ in range(count)]
+
+    def samples(prefix: str, pixels: list[np.ndarray], classes: list[int]) -> list[Sample]:
+        return [Sample(f"{prefix}{i}", p, [], classes, TrainingImage(f"{prefix}{i}", bytes, []))
+                for i, p in enumerate(pixels)]
+
+    def embed(pixels: Sequence[np.ndarray]) -> np.ndarray:
+        return _grid_colours(pixels) - 128.0
+
+    train = [s for c in range(2) for s in samples(f"{c}-", photos(sights[c], 20, 25), [c])]
+    val = [s for c in range(2) for s in samples(f"v{c}-", photos(sights[c], 10, 25), [c])]
+    landmarks = samples("landmark/", photos(other, 20, 8), [])
+    elsewhere = embed(photos(other, 20, 8))
+    sight_photos = embed(photos(sights[0], 20, 25))
+    alone, _ = build_gate(embed, train, val, 2)
+    pooled, calibration = build_gate(embed, train, val, 2, landmarks)
+    assert calibration["landmark_negatives"] + calibration[
+        "landmarks_left_out_as_sight_like"] == len(landmarks)
+    assert calibration["landmark_negatives"] > 0
+    assert alone.keeps(elsewhere)[:, 0].mean() >= 0.8
+    assert pooled.keeps(elsewhere)[:, 0].mean() <= 0.05
+    assert pooled.keeps(sight_photos)[:, 0].mean() == alone.keeps(sight_photos)[:, 0].mean()
+    assert pooled.keeps(sight_photos)[:, 0].mean() >= 0.9
+
+
 def test_training_photos_calibrate_the_gate_without_their_near_duplicates() -> None:
     # each training photo is there three times (augmented copies, one near-duplicate
     # group): left out for calibration, it must not be matched to its own copies

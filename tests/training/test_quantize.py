@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -9,7 +10,7 @@ import onnx
 import pytest
 
 from sightscan.inference import Detector
-from sightscan.training.dataset import TrainingSet
+from sightscan.training.dataset import TrainingImage, TrainingSet, decode_landmarks
 from sightscan.training.export import read_metadata, set_rejection_threshold
 from sightscan.training.quantize import (
     PhotoCalibrationReader,
@@ -147,3 +148,28 @@ def test_the_int8_gate_is_rebuilt_on_the_int8_features(
     passed_float = (float_scores.max(axis=1) > 0).sum(axis=1)
     passed_int8 = (int8_scores.max(axis=1) > 0).sum(axis=1)
     assert int((passed_int8 > 0).sum()) >= int((passed_float > 0).sum()) - 1
+
+
+def test_a_gate_rebuilt_with_landmark_photos_holds_them_among_its_negatives(
+        trained: TrainedModel, synthetic_training_set: TrainingSet) -> None:
+    # the negatives may grow (the graph takes only their best similarity): a model's gate
+    # can take landmark photos fetched after it was trained
+    from mts_scenes import make_everyday
+
+    photos = make_everyday(12, seed=4, size=synthetic_training_set.decode_size)
+    landmarks, corrupt = decode_landmarks(
+        [TrainingImage(f"landmark/{n}", partial(bytes, data), []) for n, data in
+         enumerate(photos)], synthetic_training_set.decode_size)
+    assert len(landmarks) == len(photos) and not corrupt
+    train, val = synthetic_training_set.train, synthetic_training_set.val
+    before = read_metadata(regate(trained.onnx, train, val))["rejection"]
+    rebuilt = regate(trained.onnx, train, val, landmarks)
+    after = read_metadata(rebuilt)["rejection"]
+    assert after["landmark_negatives"] > 0 and before["landmark_negatives"] == 0
+    assert after["negative_bank_size"] == before["negative_bank_size"] + after[
+        "landmark_negatives"]
+    stored = {t.name: list(t.dims) for t in onnx.load_from_string(rebuilt).graph.initializer}
+    assert stored["gate.negatives_int8"][1] == after["negative_bank_size"]
+    val_photos = np.stack([s.pixels for s in val])
+    boxes, scores = Detector.from_bytes(rebuilt).raw_outputs(val_photos)
+    assert boxes.shape[0] == scores.shape[0] == len(val)

@@ -11,13 +11,17 @@ training set falls back to a whole-photo box, so the detector still answers for 
 Copies and near-duplicates (re-encoded, resized, mirrored, recoloured, rotated, cropped)
 are grouped before the split and a group goes to one side whole (`group_near_duplicates`),
 for imported sets and crawled photos alike, so validation photos are never seen in training.
+
+Photos of other landmarks (keys starting with LANDMARK_KEY: the landmark pool) are not
+trained on and not split: they are decoded into `TrainingSet.landmarks`, the open-set gate's
+negatives (rejection.py).
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,10 +33,11 @@ from sightscan.training.duplicates import group_near_duplicates
 from sightscan.training.names import merge_label_names
 
 __all__ = ["TrainingImage", "Sample", "TrainingSet", "assemble_training_set", "decode_pixels",
-           "group_near_duplicates"]
+           "decode_landmarks", "group_near_duplicates"]
 
 WHOLE_IMAGE = Box(0.0, 0.0, 1.0, 1.0)
 NEGATIVE_KEY = "<none>"
+LANDMARK_KEY = "landmark/"  # key prefix of other landmarks' photos: the gate's negatives only
 # The score threshold's keep-rate rule needs 33 validation photos answered right
 # (evaluation.MIN_ANSWERED_FOR_KEEP_RATE); a small city's split is raised to this many
 # sight photos (a few are answered wrong, and near-duplicate groups split whole) when
@@ -84,6 +89,7 @@ class TrainingSet:
     name_mapping: dict[str, str]
     decode_size: int
     duplicate_groups: int = 0  # groups of near-duplicate photos the split kept together
+    landmarks: list[Sample] = field(default_factory=list)  # the gate's negatives only
 
     def val_images(self) -> list[TrainingImage]:
         """The validation photos as TrainingImages with canonical names (for `evaluate`)."""
@@ -105,6 +111,7 @@ class TrainingSet:
             "dropped_classes": dict(self.dropped_classes),
             "corrupt_images": len(self.corrupt_images),
             "duplicate_groups": self.duplicate_groups,
+            "landmark_photos": len(self.landmarks),
         }
 
 
@@ -161,6 +168,8 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
     if not 0.0 <= val_fraction < 1.0:
         raise TrainingError(f"expected 0 <= val_fraction < 1, got {val_fraction}")
     items = list(images)
+    landmark_items = [it for it in items if it.key.startswith(LANDMARK_KEY)]
+    items = [it for it in items if not it.key.startswith(LANDMARK_KEY)]
     mapping = merge_label_names((lab.name for it in items for lab in it.labels), city)
     photos_per_class: Counter[str] = Counter()
     for it in items:
@@ -234,13 +243,30 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
     fraction = validation_fraction(val_fraction, sum(not s.is_negative for s in samples.values()))
     val_keys = {k for first in _split(strata, fraction, seed) for k in members[first]}
     ordered = sorted(samples)
+    landmarks, undecodable = decode_landmarks(landmark_items, decode_size)
     return TrainingSet(
         class_names=kept,
         train=[samples[k] for k in ordered if k not in val_keys],
         val=[samples[k] for k in ordered if k in val_keys],
         dropped_classes=dropped,
-        corrupt_images=corrupt,
+        corrupt_images=corrupt + undecodable,
         name_mapping=mapping,
         decode_size=decode_size,
         duplicate_groups=sum(len(group_keys) > 1 for group_keys in members.values()),
+        landmarks=landmarks,
     )
+
+
+def decode_landmarks(images: Sequence[TrainingImage], decode_size: int
+                     ) -> tuple[list[Sample], list[str]]:
+    """Other landmarks' photos as unlabelled samples, and the keys that could not be decoded."""
+    landmarks: list[Sample] = []
+    corrupt: list[str] = []
+    for it in images:
+        try:
+            pixels = decode_pixels(it.load(), decode_size)
+        except (InvalidImageError, OSError, ValueError):
+            corrupt.append(it.key)
+            continue
+        landmarks.append(Sample(it.key, pixels, [], [], TrainingImage(it.key, it.load, [])))
+    return landmarks, corrupt

@@ -193,13 +193,15 @@ def _int8_parts(value: np.ndarray) -> dict[str, np.ndarray]:
 
 def replace_gate_constant(model: onnx.ModelProto, name: str, value: np.ndarray) -> bool:
     """Write a gate constant in place (int8-stored banks re-quantised); False if the graph
-    has no such constant of that shape."""
+    has no such constant of that shape (the negatives may change their count of photos:
+    the graph only takes their best similarity)."""
     initializers = {t.name: t for t in model.graph.initializer}
     stored = name in INT8_STORED and name + INT8_SUFFIX in initializers
     parts = _int8_parts(value) if stored else {"": value}
+    kept_dims = -1 if name == "gate.negatives" else None  # the last one counts photos
     for suffix, part in parts.items():
         found = initializers.get(name + suffix)
-        if found is None or tuple(found.dims) != part.shape:
+        if found is None or tuple(found.dims)[:kept_dims] != part.shape[:kept_dims]:
             return False
     for suffix, part in parts.items():
         initializers[name + suffix].CopyFrom(onnx.numpy_helper.from_array(part, name + suffix))

@@ -37,7 +37,7 @@ import onnx
 
 from sightscan.errors import TrainingError
 from sightscan.inference import Detector
-from sightscan.training.dataset import Sample, TrainingImage
+from sightscan.training.dataset import Sample, TrainingImage, TrainingSet
 from sightscan.training.evaluation import Metrics, evaluate
 from sightscan.training.export import read_metadata, replace_gate_constant, set_metadata
 from sightscan.training.rejection import build_gate, gate_buffers
@@ -210,7 +210,8 @@ def _embedding_output(model: onnx.ModelProto) -> str | None:
     return None
 
 
-def regate(model_bytes: bytes, train: Sequence[Sample], val: Sequence[Sample]) -> bytes:
+def regate(model_bytes: bytes, train: Sequence[Sample], val: Sequence[Sample],
+           landmarks: Sequence[Sample] = ()) -> bytes:
     """The model with its gate rebuilt on its own embeddings (same photos, same rules)."""
     import onnxruntime as ort
 
@@ -230,7 +231,7 @@ def regate(model_bytes: bytes, train: Sequence[Sample], val: Sequence[Sample]) -
                 for i in range(0, len(photos), 32)]
         return np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
 
-    gate, calibration = build_gate(embed, train, val, len(metadata["class_names"]))
+    gate, calibration = build_gate(embed, train, val, len(metadata["class_names"]), landmarks)
     model.graph.output.pop()
     for name, value in gate_buffers(gate).items():
         if name.removeprefix(GATE_PREFIX) not in REBUILT:
@@ -268,12 +269,11 @@ def choose_served_model(float_model: bytes, float_metrics: Metrics, *,
                         calibration: Sequence[np.ndarray], val_images: Sequence[TrainingImage],
                         class_names: list[str], tolerance: float = INT8_TOLERANCE,
                         max_bytes: int = MAX_INT8_BYTES,
-                        gate_samples: tuple[Sequence[Sample], Sequence[Sample]] | None = None
-                        ) -> ServedModel:
+                        gate_set: TrainingSet | None = None) -> ServedModel:
     """Quantise, evaluate the int8 model on the validation photos, pick what clients get.
 
-    With `gate_samples` (the training and validation samples) the int8 model's gate is
-    rebuilt on its own embeddings before it is judged.
+    With `gate_set` (the training set) the int8 model's gate is rebuilt on its own
+    embeddings of the same photos before it is judged.
     """
     record: dict[str, Any] = {"float_bytes": len(float_model), "tolerance": tolerance,
                               "float_metrics": float_metrics.as_dict()}
@@ -292,8 +292,8 @@ def choose_served_model(float_model: bytes, float_metrics: Metrics, *,
         variant = "QDQ" if quantize_outputs else "QDQ, float Conv outputs"
         try:
             int8 = quantize_model(float_model, photos, quantize_outputs=quantize_outputs)
-            if gate_samples is not None:
-                int8 = regate(int8, *gate_samples)
+            if gate_set is not None:
+                int8 = regate(int8, gate_set.train, gate_set.val, gate_set.landmarks)
         except TrainingError as exc:
             return serve_float(str(exc))
         record["int8_bytes"] = len(int8)

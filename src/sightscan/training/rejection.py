@@ -9,7 +9,10 @@ training photo is a rival: another sight's photo or a negative photo, by more th
 margin. Negatives are the city's background crops and other photos of no sight, plus the
 four quarters of each sight photo: a close view of a wall, a tree or the sky matches a
 quarter better than a whole sight photo, so every city has negatives, a city whose photos
-carry only a sight name too.
+carry only a sight name too. Photos of other landmarks (the landmark pool: towers, churches,
+gates of other places) join the negatives when there are some: another city's cathedral is
+closer to them than to the city's own, so its sight is refused even for a city alone in
+its warehouse.
 
 The embedding is the pooled stride-32 features of the frozen ImageNet backbone: general
 enough to tell a cat, a cup or another city's tower from the city's sights. It needs no
@@ -26,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -40,6 +43,7 @@ KEEP_RATE = 0.97  # share of held-out sight photos that must keep their answer
 MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the spread
 MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
 MAX_NEGATIVES = 128  # bank entries of negative photos
+MAX_LANDMARKS = 256  # bank entries of other landmarks' photos (the landmark pool), on top
 MAX_QUARTERED = 256  # sight photos whose quarters are negative candidates (embedding cost)
 DISABLED = -2.0  # a threshold under any cosine similarity: the gate lets everything through
 RIVAL_MARGIN = 0.05  # the least margin a rival must be closer by to refuse (see build_gate)
@@ -235,6 +239,7 @@ def gate_buffers(gate: Gate) -> dict[str, np.ndarray]:
 
 
 _NO_GROUP = -(2**62)  # a held-out photo's group: shares none with the training photos
+_LANDMARK_GROUP = -(2**61)  # the first landmark photo's group, the next ones count down
 
 
 def _leave_group_out(gate: Gate, photos: np.ndarray, photo_groups: np.ndarray,
@@ -281,12 +286,21 @@ def _like_a_sight(candidates: np.ndarray, unit: np.ndarray, members: Sequence[np
     return like
 
 
-def _negative_bank(embedder: Embedder, unit: np.ndarray,
-                   train: Sequence[Sample], groups: np.ndarray, members: Sequence[np.ndarray]
-                   ) -> tuple[np.ndarray, np.ndarray, int]:
-    """The negatives (background photos and the quarters of sight photos, k-centres), as
-    the graph stores them, the near-duplicate group each one was cut from, and how many
-    background photos were left out as looking like a sight.
+class NegativeBank(NamedTuple):
+    """The gate's negative photos as the graph stores them, and what was left out."""
+
+    rows: np.ndarray  # float32 [K, D] unit rows, int8-rounded
+    groups: np.ndarray  # int64 [K] the near-duplicate group each row was cut from
+    background_left_out: int  # background photos left out as looking like a sight
+    landmarks: int  # rows of other landmarks' photos (the last ones)
+    landmarks_left_out: int  # landmark photos left out as looking like a sight
+
+
+def _negative_bank(embedder: Embedder, unit: np.ndarray, train: Sequence[Sample],
+                   groups: np.ndarray, members: Sequence[np.ndarray],
+                   landmarks: Sequence[Sample]) -> NegativeBank:
+    """The negatives: background photos and the quarters of sight photos (k-centres), then
+    other landmarks' photos (k-centres of their own).
 
     A background photo as close to a sight as that sight's own photos typically are to
     each other is left out: it most likely shows the sight (an everyday-pool photo of the
@@ -302,7 +316,16 @@ def _negative_bank(embedder: Embedder, unit: np.ndarray,
                                  if quarters else unit[:0]])
     candidate_groups = np.concatenate([groups[background], np.repeat(groups[quartered], 4)])
     chosen = k_centres(candidates, MAX_NEGATIVES)
-    return int8_roundtrip(candidates[chosen]), candidate_groups[chosen], int(like.sum())
+    others = (unit_rows(embedder([s.pixels for s in landmarks])) if landmarks
+              else unit[:0])
+    others_like = _like_a_sight(others, unit, members, groups)
+    others = others[~others_like]
+    picked = k_centres(others, MAX_LANDMARKS)
+    # a landmark photo shares no near-duplicate group with any of the city's photos
+    others_groups = _LANDMARK_GROUP - np.arange(len(picked), dtype=np.int64)
+    return NegativeBank(int8_roundtrip(np.concatenate([candidates[chosen], others[picked]])),
+                        np.concatenate([candidate_groups[chosen], others_groups]),
+                        int(like.sum()), len(picked), int(others_like.sum()))
 
 
 def _calibrate(true_sims: np.ndarray, true_rivals: np.ndarray) -> tuple[float, float]:
@@ -329,9 +352,11 @@ def _lost(true_sims: np.ndarray, true_rivals: np.ndarray, margin: float, thresho
 
 
 def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequence[Sample],
-               num_classes: int) -> tuple[Gate, dict[str, Any]]:
-    """Banks from the training photos; the threshold and the rival margin calibrated on the
-    held-out `val` photos and on every training sight photo left out with its near-duplicates.
+               num_classes: int, landmarks: Sequence[Sample] = ()
+               ) -> tuple[Gate, dict[str, Any]]:
+    """Banks from the training photos (and `landmarks`, other landmarks' photos, as
+    negatives); the threshold and the rival margin calibrated on the held-out `val` photos
+    and on every training sight photo left out with its near-duplicates.
 
     `embed` is the trained network, or any function giving the same embeddings (the int8
     model's, so that its gate matches its own features: quantize.py).
@@ -346,8 +371,8 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     groups = np.array([s.group if s.group is not None else -1 - i for i, s in enumerate(train)])
     members = _class_members(train, num_classes)
     rows, row_classes = _sight_rows(unit, members)
-    negatives, negative_groups, sight_like = _negative_bank(embedder, unit, train,
-                                                            groups, members)
+    bank = _negative_bank(embedder, unit, train, groups, members, landmarks)
+    negatives, negative_groups = bank.rows, bank.groups
     gate = Gate(int8_roundtrip(unit[rows]), np.array(row_classes, np.int64),
                 np.full(num_classes, DISABLED, np.float32), negatives)
     val_pos = [s for s in val if s.classes]
@@ -375,7 +400,9 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     to_rivals, lost = _lost(true_sims, true_rivals, margin, threshold)
     calibration: dict[str, Any] = {
         "calibrated_on": len(labelled),
-        "background_left_out_as_sight_like": sight_like,
+        "background_left_out_as_sight_like": bank.background_left_out,
+        "landmark_negatives": bank.landmarks,
+        "landmarks_left_out_as_sight_like": bank.landmarks_left_out,
         "calibrated_on_held_out": len(val_pos),
         "calibrated_on_training_left_out": len(sights),
         "calibration_lost_to_rivals": to_rivals,

@@ -335,7 +335,7 @@ def _finish(net: SightNet, history: list[dict[str, float]], training_set: Traini
     metadata = base_metadata(training_set.class_names, config.image_size)
     metadata["city"] = city
     gate, calibration = build_gate(net, training_set.train, training_set.val,
-                                   len(training_set.class_names))
+                                   len(training_set.class_names), training_set.landmarks)
     metadata["rejection"] = gate.metadata(calibration)
     model_bytes = export_onnx(net, metadata, gate=GateModule(gate))
     return finish_model(model_bytes, metadata, training_set, config, history,
