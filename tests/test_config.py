@@ -60,6 +60,9 @@ HONOURED = [
     ("SIGHTSCAN_EVERYDAY_CATEGORIES", " Quality images of cats |Food,  drinks||",
      "everyday_categories", ("Quality images of cats", "Food, drinks")),
     ("SIGHTSCAN_EVERYDAY_POOL_SIZE", "50", "sightscan_everyday_pool_size", 50),
+    ("SIGHTSCAN_LANDMARK_CATEGORIES", " Quality images of towers || Bridges  in Paris|",
+     "landmark_categories", ("Quality images of towers", "Bridges in Paris")),
+    ("SIGHTSCAN_LANDMARK_CATEGORIES", " | ", "landmark_categories", ()),  # none: no landmarks
     ("SIGHTSCAN_EVERYDAY_AUTO_FETCH", "true", "sightscan_everyday_auto_fetch", True),
 ]
 
@@ -93,6 +96,7 @@ def test_defaults_without_any_variable() -> None:
     # offline by default: no everyday pool is fetched unless asked for
     assert settings.sightscan_everyday_auto_fetch is False
     assert len(settings.everyday_categories) == 11 and settings.sightscan_everyday_pool_size == 200
+    assert len(settings.landmark_categories) == 5
 
 
 def test_embedded_default_is_sqlite_in_the_data_dir(monkeypatch: pytest.MonkeyPatch,

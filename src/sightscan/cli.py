@@ -200,7 +200,8 @@ def crawl_everyday(
     ] = None,
 ) -> None:
     """Fetch the everyday pool: open-licence Commons photos of no sight, negatives for every
-    city's training (SIGHTSCAN_EVERYDAY_CATEGORIES); photos already stored are kept once."""
+    city's training (SIGHTSCAN_EVERYDAY_CATEGORIES), and photos of other places' landmarks
+    for the open-set gate (SIGHTSCAN_LANDMARK_CATEGORIES); stored photos are kept once."""
     from sightscan.crawler.everyday import fetch_everyday_pool
 
     report = fetch_everyday_pool(_warehouse(), limit=limit)

@@ -30,6 +30,12 @@ DEFAULT_EVERYDAY_CATEGORIES = "|".join(
     for subject in ("food", "cats", "dogs", "horses", "birds", "flowers", "automobiles",
                     "objects", "clocks", "men", "women")
 )
+# Other places' landmarks: the open-set gate's negatives, so that a city alone in its
+# warehouse refuses other cities' towers and churches too (docs/detector.md)
+DEFAULT_LANDMARK_CATEGORIES = "|".join(
+    [f"Quality images of {subject}" for subject in ("churches", "towers", "bridges", "castles")]
+    + ["Images from Wiki Loves Monuments 2024"]
+)
 
 # The one list of allowed values of each choice; factories and validation both read it.
 LabellerName = Literal["weak", "vision"]
@@ -119,6 +125,8 @@ class Settings(BaseSettings):
     # Wikimedia Commons categories of the everyday pool (`sightscan crawl-everyday`), "|" between
     sightscan_everyday_categories: str = DEFAULT_EVERYDAY_CATEGORIES
     sightscan_everyday_pool_size: PositiveInt = 200  # photos one everyday pool fetch aims at
+    # Commons categories of other landmarks' photos (gate negatives), "|" between; "" for none
+    sightscan_landmark_categories: str = DEFAULT_LANDMARK_CATEGORIES
     # fetch the everyday pool once, after a city's crawl, while the pool is empty (needs network)
     sightscan_everyday_auto_fetch: bool = False
     # --- public API hardening (harden-api)
@@ -177,6 +185,11 @@ class Settings(BaseSettings):
             raise ValueError("expected Commons category names separated by |")
         return "|".join(names)
 
+    @field_validator("sightscan_landmark_categories")
+    @classmethod
+    def _tidy_landmark_categories(cls, value: str) -> str:
+        return "|".join(" ".join(part.split()) for part in value.split("|") if part.strip())
+
     @field_validator("sightscan_trusted_proxies")
     @classmethod
     def _parsable_proxies(cls, value: str) -> str:
@@ -203,6 +216,12 @@ class Settings(BaseSettings):
     def everyday_categories(self) -> tuple[str, ...]:
         """SIGHTSCAN_EVERYDAY_CATEGORIES as a tuple of category names."""
         return tuple(self.sightscan_everyday_categories.split("|"))
+
+    @property
+    def landmark_categories(self) -> tuple[str, ...]:
+        """SIGHTSCAN_LANDMARK_CATEGORIES as a tuple of category names (none: no landmarks)."""
+        return tuple(self.sightscan_landmark_categories.split("|")) if (
+            self.sightscan_landmark_categories) else ()
 
     @property
     def database_sqlalchemy_url(self) -> URL:

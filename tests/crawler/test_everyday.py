@@ -24,6 +24,7 @@ from sightscan.warehouse.everyday import everyday_pool_size
 
 JPEG = {"Content-Type": "image/jpeg"}
 FOOD = "Everyday food"
+TOWERS = "Quality images of towers"
 
 
 @pytest.mark.parametrize(("licence", "open_"), [
@@ -98,17 +99,21 @@ def test_a_failed_automatic_fetch_never_fails_the_crawl(fake_server: FakeServer,
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIGHTSCAN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SIGHTSCAN_EVERYDAY_CATEGORIES", FOOD)
+    monkeypatch.setenv("SIGHTSCAN_LANDMARK_CATEGORIES", TOWERS)
     get_settings.cache_clear()
 
 
 @pytest.mark.usefixtures("cli_env")
 def test_crawl_everyday_fetches_the_pool_and_says_what_it_did(
         fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    FakeCommons(fake_server, everyday_files())
+    tower = CommonsFile("File:Tower.jpg", "-", Reply(200, jpeg_bytes(color=(9, 9, 200)), JPEG),
+                        category=TOWERS)
+    FakeCommons(fake_server, [*everyday_files(), tower])
     monkeypatch.setenv("SIGHTSCAN_COMMONS_URL", fake_server.url + API_PATH)
     result = CliRunner().invoke(app, ["crawl-everyday", "--limit", "1"])
     assert result.exit_code == 0, result.output
-    assert "everyday pool: 1 stored, 0 already stored, 0 skipped; 1 photo in the pool" in (
+    # one everyday photo and one photo of another place's landmark (for the gate)
+    assert "everyday pool: 2 stored, 0 already stored, 0 skipped; 2 photos in the pool" in (
         " ".join(result.stdout.split()))
 
 

@@ -1,5 +1,6 @@
-"""A city alone in its warehouse trains with the everyday pool's photos as negatives, and its
-published model says how many it used."""
+"""A city alone in its warehouse trains with the everyday pool's photos as negatives, its gate
+takes the pool's landmark photos as negatives (never trained on), and its published model
+says how many of each it used."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from sightscan.warehouse.versions import latest_model_version
 
 
 @pytest.mark.slow
-def test_the_published_model_counts_its_everyday_negatives(tmp_path: Path) -> None:
+def test_the_published_model_counts_its_everyday_negatives_and_landmarks(tmp_path: Path
+                                                                          ) -> None:
     pytest.importorskip("torch")
     from sightscan.pipeline import StageRun
     from sightscan.training.service import run_train_stage
@@ -32,13 +34,17 @@ def test_the_published_model_counts_its_everyday_negatives(tmp_path: Path) -> No
     rng = np.random.default_rng(5)
     pool = [EverydayPhoto(render(None, rng, 64)[0], "Quality images of food",
                           f"https://upload.example/{n}.png", "CC0", "Jane") for n in range(8)]
+    towers = [EverydayPhoto(render(None, rng, 64)[0], settings.landmark_categories[0],
+                            f"https://upload.example/tower-{n}.png", "CC0", "Joe")
+              for n in range(6)]
     with warehouse.transaction() as session:
         add_images(session, warehouse.blobs, items)
-        add_everyday_photos(session, warehouse.blobs, pool)
+        add_everyday_photos(session, warehouse.blobs, pool + towers)
     counts = run_train_stage(warehouse, StageRun("Alonetown")).counts
     assert counts["published"] is True
     expected = len(items) // 4  # EVERYDAY_PER_POSITIVE of the city's labelled photos
-    assert counts["everyday_negatives"] == expected > 0
+    assert counts["everyday_negatives"] == expected > 0  # no landmark photo among them
+    assert counts["landmark_photos"] == len(towers)
     with warehouse.transaction() as session:
         model = latest_model_version(session, city_id=find_city(session, "Alonetown").id)
         assert model is not None
@@ -49,4 +55,8 @@ def test_the_published_model_counts_its_everyday_negatives(tmp_path: Path) -> No
         served = read_metadata(warehouse.blobs.get(model.blob_key))
         assert model.metadata["rejection"] == served["rejection"]
         assert served["rejection"]["negative_bank_size"] > 0  # the pool photos are negatives
+        gate = served["rejection"]
+        assert gate["landmark_negatives"] + gate["landmarks_left_out_as_sight_like"] == len(
+            towers)
+        assert model.metadata["training"]["landmark_photos"] == len(towers)
     warehouse.engine.dispose()

@@ -18,12 +18,13 @@ from sightscan.crawler.everyday import EVERYDAY_THUMB_WIDTH, EverydayReport, fet
 from sightscan.errors import ExternalServiceError
 from sightscan.http import make_client
 from sightscan.warehouse import Warehouse
-from sightscan.warehouse.everyday import everyday_negatives, everyday_pool_size
+from sightscan.warehouse.everyday import everyday_negatives, everyday_pool_size, landmark_photos
 from sightscan.warehouse.images import NewImage, add_image
 from sightscan.warehouse.models import City, EverydayImage, FactSight, ImageRow
 
 JPEG = {"Content-Type": "image/jpeg"}
 FOOD, CATS = "Everyday food", "Everyday cats"
+TOWERS = "Quality images of towers"
 
 
 def colour(n: int) -> tuple[int, int, int]:
@@ -55,10 +56,13 @@ def client() -> Iterator[httpx.Client]:
 
 
 def fetch(warehouse: Warehouse, server: FakeServer, client: httpx.Client,
-          limit: int | None = None, categories: str = f"{FOOD}|{CATS}") -> EverydayReport:
-    """The pool fetch with SIGHTSCAN_EVERYDAY_CATEGORIES = `categories`, retrying fast."""
+          limit: int | None = None, categories: str = f"{FOOD}|{CATS}", landmarks: str = ""
+          ) -> EverydayReport:
+    """The pool fetch with SIGHTSCAN_EVERYDAY_CATEGORIES = `categories` and
+    SIGHTSCAN_LANDMARK_CATEGORIES = `landmarks`, retrying fast."""
     warehouse.settings = load_settings(sightscan_data_dir=warehouse.settings.sightscan_data_dir,
-                                       sightscan_everyday_categories=categories)
+                                       sightscan_everyday_categories=categories,
+                                       sightscan_landmark_categories=landmarks)
     source = CommonsPhotoSource(client, url=f"{server.url}{API_PATH}", backoff=0.001,
                                 max_backoff=0.01, thumb_width=EVERYDAY_THUMB_WIDTH)
     return fetch_everyday_pool(warehouse, limit=limit, source=source)
@@ -189,3 +193,22 @@ def test_negatives_are_spread_evenly_over_the_pool(
         assert everyday_negatives(session, limit=0) == []
     assert [p.image_id for p in picked] == [ids[0], ids[3]]
     assert warehouse.blobs.get(picked[0].blob_key) == jpeg_bytes(color=colour(0))
+
+
+def test_landmark_photos_join_the_pool_apart_from_the_everyday_negatives(
+        warehouse: Warehouse, server: FakeServer, client: httpx.Client) -> None:
+    FakeCommons(server, [photo(n, FOOD) for n in range(4)]
+                + [photo(n, TOWERS) for n in range(10, 13)])
+    report = fetch(warehouse, server, client, limit=4, categories=FOOD, landmarks=TOWERS)
+    assert (report.stored, report.pool_size) == (7, 7)  # `limit` of each kind, at most
+    landmark_categories = warehouse.settings.landmark_categories
+    assert landmark_categories == (TOWERS,)
+    with warehouse.transaction() as session:
+        everyday = everyday_negatives(session, limit=10, landmark_categories=landmark_categories)
+        towers = landmark_photos(session, limit=10, categories=landmark_categories)
+        assert landmark_photos(session, limit=10, categories=()) == []
+        assert len(everyday_negatives(session, limit=10)) == 7  # no landmark categories: all
+    assert [warehouse.blobs.get(p.blob_key) for p in everyday] == [
+        jpeg_bytes(color=colour(n)) for n in range(4)]
+    assert [warehouse.blobs.get(p.blob_key) for p in towers] == [
+        jpeg_bytes(color=colour(n)) for n in range(10, 13)]

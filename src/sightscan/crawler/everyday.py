@@ -1,8 +1,10 @@
 """The everyday pool: open-licence photos of everyday scenes from Wikimedia Commons (food,
-animals, plants, objects, people, vehicles) that show no sight of any city.
+animals, plants, objects, people, vehicles) that show no sight of any city, and photos of
+other places' landmarks (towers, churches, bridges, castles, monuments).
 
-Every city's training takes some as negatives (sightscan.training.service), so a city alone
-in its warehouse learns what "no known sight" looks like too. The fetch lists every
+Every city's training takes some everyday scenes as negatives (sightscan.training.service),
+so a city alone in its warehouse learns what "no known sight" looks like too; its open-set
+gate takes the landmark photos, so that it refuses other places' landmarks. The fetch lists every
 category first (an API failure stops it before anything is downloaded), then downloads the
 candidates in turn across categories, so the pool is spread over them. Only CC0,
 public-domain, CC BY and CC BY-SA files are kept, with author and licence for credits.
@@ -157,7 +159,8 @@ def fetch_everyday_pool(
     before_each: Callable[[], None] = lambda: None,
 ) -> EverydayReport:
     """Fetch up to `limit` (default SIGHTSCAN_EVERYDAY_POOL_SIZE) everyday photos from the
-    SIGHTSCAN_EVERYDAY_CATEGORIES into the pool; photos already stored count as duplicates.
+    SIGHTSCAN_EVERYDAY_CATEGORIES into the pool, and as many photos of other landmarks from
+    the SIGHTSCAN_LANDMARK_CATEGORIES; photos already stored count as duplicates.
 
     Commons is SIGHTSCAN_COMMONS_URL, asked on `client` (else a client of its own), unless
     a ready `source` is given. Raises ExternalServiceError, with nothing stored, when
@@ -169,14 +172,20 @@ def fetch_everyday_pool(
             http = client or stack.enter_context(make_client())
             source = CommonsPhotoSource(http, url=settings.sightscan_commons_url,
                                         thumb_width=EVERYDAY_THUMB_WIDTH)
-        photos, skipped = collect_everyday_photos(
-            source,
-            settings.everyday_categories,
-            settings.sightscan_everyday_pool_size if limit is None else limit,
-            max_photo_bytes=settings.sightscan_max_upload_bytes,
-            max_pixels=settings.sightscan_max_image_pixels,
-            before_each=before_each,
-        )
+        wanted = settings.sightscan_everyday_pool_size if limit is None else limit
+        photos: list[EverydayPhoto] = []
+        skipped: Counter[str] = Counter()
+        for categories in (settings.everyday_categories, settings.landmark_categories):
+            if not categories:
+                continue  # no landmark categories: everyday scenes only
+            found, skips = collect_everyday_photos(
+                source, categories, wanted,
+                max_photo_bytes=settings.sightscan_max_upload_bytes,
+                max_pixels=settings.sightscan_max_image_pixels,
+                before_each=before_each,
+            )
+            photos += found
+            skipped += skips
     with warehouse.transaction() as session:
         added = add_everyday_photos(session, warehouse.blobs, photos,
                                     max_pixels=settings.sightscan_max_image_pixels)

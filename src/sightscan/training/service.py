@@ -22,15 +22,16 @@ from sightscan.pipeline import Fence, StageResult, StageRun
 from sightscan.progress import show_progress
 from sightscan.training.backends import BackendConfig, select_trainer
 from sightscan.training.credits import photo_credits, photos_per_class
-from sightscan.training.dataset import TrainingImage, assemble_training_set
+from sightscan.training.dataset import LANDMARK_KEY, TrainingImage, assemble_training_set
 from sightscan.training.evaluation import Metrics, evaluate, is_not_worse
 from sightscan.training.export import read_metadata, set_metadata
 from sightscan.training.negatives import EVERYDAY_KEY, background_crops, folder_negatives
 from sightscan.training.quantize import ServedModel, choose_served_model
+from sightscan.training.rejection import MAX_LANDMARKS
 from sightscan.training.trainer import TrainConfig, TrainProgress, console_progress
 from sightscan.warehouse import Warehouse
 from sightscan.warehouse.cities import find_city
-from sightscan.warehouse.everyday import everyday_negatives
+from sightscan.warehouse.everyday import everyday_negatives, landmark_photos
 from sightscan.warehouse.marts import negative_images, refresh_marts, training_images
 from sightscan.warehouse.models import MartTrainingImage
 from sightscan.warehouse.registry import warehouse_detector
@@ -100,8 +101,10 @@ def _as_training_image(
 
 def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingImage]:
     """The city's labelled photos plus negatives: other cities' photos, else background
-    crops, and everyday scenes (the warehouse's everyday pool, SIGHTSCAN_NEGATIVES_DIR)."""
-    everyday_dir = warehouse.settings.sightscan_negatives_dir
+    crops, and everyday scenes (the warehouse's everyday pool, SIGHTSCAN_NEGATIVES_DIR);
+    and the pool's landmark photos, which only the open-set gate takes (LANDMARK_KEY)."""
+    settings = warehouse.settings
+    everyday_dir = settings.sightscan_negatives_dir
     with warehouse.transaction() as session:
         rows = training_images(session, city_id=city_id)
         limit = int(len(rows) * NEGATIVES_PER_POSITIVE)
@@ -110,7 +113,10 @@ def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingIma
         # sources; with an operator's folder too, the pool gives half of it.
         everyday_wanted = int(len(rows) * EVERYDAY_PER_POSITIVE)
         pool_share = everyday_wanted - everyday_wanted // 2 if everyday_dir else everyday_wanted
-        pool = everyday_negatives(session, limit=pool_share)
+        pool = everyday_negatives(session, limit=pool_share,
+                                  landmark_categories=settings.landmark_categories)
+        landmarks = landmark_photos(session, limit=MAX_LANDMARKS,
+                                    categories=settings.landmark_categories)
     load = warehouse.blobs.get
     positives = [_as_training_image(r, load) for r in rows]
     images = positives + [_as_training_image(r, load, negative=True) for r in negatives]
@@ -121,6 +127,8 @@ def load_training_images(warehouse: Warehouse, city_id: int) -> list[TrainingIma
                for p in pool]
     if everyday_dir is not None:
         images += folder_negatives(everyday_dir, everyday_wanted - len(pool))
+    images += [TrainingImage(f"{LANDMARK_KEY}pool/{p.image_id}", partial(load, p.blob_key), [])
+               for p in landmarks]
     return images
 
 
@@ -185,6 +193,7 @@ def train_city(
             sample.key.startswith(EVERYDAY_KEY) for sample in (*training_set.train,
                                                                 *training_set.val)
         ),
+        "landmark_photos": len(training_set.landmarks),  # the gate's negatives only
         "seconds": round(time.monotonic() - started, 1),
     }
     phase("checking the int8 model", 0, 0)
@@ -250,7 +259,7 @@ def _served_model(float_model: bytes, float_metrics: Metrics, training_set: Any,
         val_images=training_set.val_images(),
         class_names=training_set.class_names,
         tolerance=tolerance,
-        gate_samples=(training_set.train, training_set.val),
+        gate_set=training_set,
     )
 
 

@@ -3,6 +3,8 @@
 Pool photos are ordinary warehouse images (`dim_image`: stored once by content hash and by
 source URL, with licence, author and page for credits), listed in `everyday_images` instead
 of `fact_sights`: they belong to no city, so no city's marts, lists or labelling see them.
+Photos fetched from the landmark categories (SIGHTSCAN_LANDMARK_CATEGORIES) show other
+places' landmarks: they are not trained on, only the open-set gate takes them as negatives.
 Like every repository function here, these take a Session and do not commit.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from sightscan.errors import NotFoundError
@@ -123,13 +125,26 @@ def everyday_pool_size(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(EverydayImage)) or 0
 
 
-def everyday_negatives(session: Session, *, limit: int) -> list[PoolImage]:
-    """Up to `limit` pool photos, spread evenly over the pool (a varied, stable pick)."""
+def everyday_negatives(session: Session, *, limit: int,
+                       landmark_categories: Sequence[str] = ()) -> list[PoolImage]:
+    """Up to `limit` pool photos of everyday scenes (those of `landmark_categories` left
+    out), spread evenly over them (a varied, stable pick)."""
+    return _spread(session, limit, EverydayImage.category.not_in(landmark_categories))
+
+
+def landmark_photos(session: Session, *, limit: int, categories: Sequence[str]
+                    ) -> list[PoolImage]:
+    """Up to `limit` pool photos of other landmarks (from `categories`), spread evenly."""
+    return _spread(session, limit, EverydayImage.category.in_(categories)) if categories else []
+
+
+def _spread(session: Session, limit: int, where: ColumnElement[bool]) -> list[PoolImage]:
     if limit <= 0:
         return []
     rows = session.execute(
         select(ImageRow.id, ImageRow.blob_key)
         .join(EverydayImage, EverydayImage.image_id == ImageRow.id)
+        .where(where)
         .order_by(ImageRow.id)
     ).all()
     step = max(1, len(rows) // limit)
