@@ -12,8 +12,13 @@ for an everyday pool that holds landmarks (a quarter of the training photos, as 
 service takes from the pool), and judged on the third set's photos only; the baseline is
 judged on that same third set, so the table shows what landmarks in the pool buy.
 
+With `--landmark-pool`, each set is trained once and its gate rebuilt with other landmarks'
+photos among its negatives (the landmark pool; not trained on): the other sets' sights are
+split into two folds, and the photos of each fold are judged with the other fold's
+training photos in the pool, so no judged landmark is in the pool.
+
     PYTHONPATH=src python benchmarks/detector.py --sets towers intramuros berlin \\
-        --seeds 0 1 --epochs 40 --everyday /tmp/everyday [--pool]
+        --seeds 0 1 --epochs 40 --everyday /tmp/everyday [--pool | --landmark-pool]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from detector_sets import (
     ALL_LANDMARKS,
@@ -45,10 +51,12 @@ from sightscan.training import (
     evaluate,
     train_detector,
 )
-from sightscan.training.export import set_rejection_threshold
+from sightscan.training.dataset import TrainingSet, decode_landmarks
+from sightscan.training.export import read_metadata, set_rejection_threshold
 from sightscan.training.negatives import EVERYDAY_KEY
 from sightscan.training.quantize import MAX_INT8_BYTES, calibration_photos, quantize_model, regate
 from sightscan.training.rejection import DISABLED
+from sightscan.training.trainer import TrainedModel
 
 
 @dataclass
@@ -83,6 +91,17 @@ def _answered(detector: Detector, images: list) -> list[str | None]:
     return [dets[0].label if dets else None for dets in results]
 
 
+def _train(chosen: BenchmarkSet, config: TrainConfig, pool: list | None = None
+           ) -> tuple[TrainingSet, TrainedModel]:
+    """The set's training set (plus `pool` photos as everyday negatives) and its model."""
+    pool_negatives = [TrainingImage(f"{EVERYDAY_KEY}{im.key}", im.load, []) for im in pool or []]
+    training_set = assemble_training_set(chosen.train + pool_negatives, city=chosen.name,
+                                         min_images_per_label=5, val_fraction=0.15,
+                                         seed=config.seed,
+                                         decode_size=int(config.image_size * 1.25))
+    return training_set, train_detector(training_set, config, city=chosen.name)
+
+
 def run_one(chosen: BenchmarkSet, foreign: dict[str, list], daily: list, config: TrainConfig,
             pool: list | None = None, int8_too: bool = True) -> Run:
     """Train on the set (plus `pool` photos as everyday negatives), judge on its held-out
@@ -90,12 +109,7 @@ def run_one(chosen: BenchmarkSet, foreign: dict[str, list], daily: list, config:
     others = [im for photos in foreign.values() for im in photos] + daily
     load_before = os.getloadavg()[0]
     cpu_started = time.process_time()
-    pool_negatives = [TrainingImage(f"{EVERYDAY_KEY}{im.key}", im.load, []) for im in pool or []]
-    training_set = assemble_training_set(chosen.train + pool_negatives, city=chosen.name,
-                                         min_images_per_label=5, val_fraction=0.15,
-                                         seed=config.seed,
-                                         decode_size=int(config.image_size * 1.25))
-    trained = train_detector(training_set, config, city=chosen.name)
+    training_set, trained = _train(chosen, config, pool)
     cpu = time.process_time() - cpu_started
     load_after = os.getloadavg()[0]
     gated = Detector.from_bytes(trained.onnx, threads=1)
@@ -201,6 +215,114 @@ def print_pool_table(results: dict[str, list[Run]], args: argparse.Namespace) ->
                   f"{_cell([r.top1 for r in alone])} → {_cell([r.top1 for r in with_pool])} |")
 
 
+@dataclass
+class LandmarkPoolRun:
+    """One set, one seed: each measure without the landmark pool and with it."""
+
+    clean: tuple[float, float]  # other sets' photos left clean (float model)
+    int8_clean: tuple[float, float]
+    everyday: tuple[float, float]  # everyday photos left clean (float model)
+    int8_everyday: tuple[float, float]
+    top1: tuple[float, float]  # held-out sight photos, gated (float model)
+    lost: tuple[float, float]  # held-out photos answered right by the open model, refused
+    int8_mb: tuple[float, float]
+    landmark_rows: float  # landmark photos in the gate's negatives (mean of the folds)
+
+
+def _sight(image: TrainingImage) -> str:
+    return min(lab.name for lab in image.labels)
+
+
+class _Judged(NamedTuple):
+    clean: list[bool]  # per no-sight photo of other landmarks: left clean
+    everyday: float
+    top1: float
+    lost: float
+
+
+def _judged(model: bytes, test: list, right_open: list[bool], others: list, daily: list
+            ) -> _Judged:
+    """A model judged on its held-out sight photos, other landmarks and everyday photos."""
+    detector = Detector.from_bytes(model, threads=1)
+    top = _answered(detector, test)
+    truth = [{lab.name for lab in im.labels} for im in test]
+    lost = sum(r and a is None for r, a in zip(right_open, top, strict=True))
+    clean_daily = [a is None for a in _answered(detector, daily)] or [True]
+    return _Judged([a is None for a in _answered(detector, others)],
+                   sum(clean_daily) / len(clean_daily),
+                   sum(a in t for a, t in zip(top, truth, strict=True)) / len(test),
+                   lost / max(1, sum(right_open)))
+
+
+def landmark_pool_run(chosen: BenchmarkSet, sets: dict[str, BenchmarkSet],
+                      foreign: dict[str, list], daily: list, config: TrainConfig
+                      ) -> LandmarkPoolRun:
+    """Train once; rebuild the gate (float and int8) without and with other landmarks'
+    photos among its negatives. The other sets' sights are split into two folds; each
+    fold's photos are judged with the other fold's training photos as the pool."""
+    training_set, trained = _train(chosen, config)
+    train, val, names = training_set.train, training_set.val, training_set.class_names
+    test = [im for im in chosen.test if {lab.name for lab in im.labels} <= set(names)]
+    opened = Detector.from_bytes(set_rejection_threshold(trained.onnx, DISABLED), threads=1)
+    right_open = [a in {lab.name for lab in im.labels}
+                  for a, im in zip(_answered(opened, test), test, strict=True)]
+    int8 = quantize_model(trained.onnx, calibration_photos([s.pixels for s in train],
+                                                           config.image_size))
+    judged = [im for photos in foreign.values() for im in photos]
+    sights = sorted({_sight(im) for im in judged})
+    candidates = [im for other in foreign for im in sets[other].train if im.labels]
+    decoded = {s.key: s for s in decode_landmarks(candidates, training_set.decode_size)[0]}
+    alone = [regate(model, train, val) for model in (trained.onnx, int8)]
+    base = [_judged(model, test, right_open, judged, daily) for model in alone]
+    pooled: list[list[_Judged]] = [[], []]  # per precision (float, int8), per fold
+    sizes, rows = [], []
+    for fold in (set(sights[0::2]), set(sights[1::2])):
+        landmarks = [decoded[im.key] for im in candidates
+                     if im.key in decoded and _sight(im) not in fold]
+        others = [im for im in judged if _sight(im) in fold]
+        for k, model in enumerate((trained.onnx, int8)):
+            rebuilt = regate(model, train, val, landmarks)
+            pooled[k].append(_judged(rebuilt, test, right_open, others, daily))
+            if k:
+                sizes.append(len(rebuilt) / 1e6)
+                rows.append(read_metadata(rebuilt)["rejection"]["landmark_negatives"])
+
+    def clean(k: int) -> tuple[float, float]:  # every judged photo once, over the folds
+        flags = [flag for result in pooled[k] for flag in result.clean]
+        return sum(base[k].clean) / len(base[k].clean), sum(flags) / len(flags)
+
+    def mean(k: int, measure: str) -> tuple[float, float]:
+        return (getattr(base[k], measure),
+                statistics.fmean(getattr(result, measure) for result in pooled[k]))
+
+    return LandmarkPoolRun(
+        clean=clean(0), int8_clean=clean(1), everyday=mean(0, "everyday"),
+        int8_everyday=mean(1, "everyday"), top1=mean(0, "top1"), lost=mean(0, "lost"),
+        int8_mb=(len(alone[1]) / 1e6, max(sizes)), landmark_rows=statistics.fmean(rows))
+
+
+def print_landmark_pool_table(results: dict[str, list[LandmarkPoolRun]], names: list[str]
+                              ) -> None:
+    """One column per set: each measure without the landmark pool → with it."""
+    def cell(name: str, attr: str, digits: int = 3) -> str:
+        runs = results[name]
+        return (f"{_cell([getattr(r, attr)[0] for r in runs], digits)} → "
+                f"{_cell([getattr(r, attr)[1] for r in runs], digits)}")
+
+    rows = [("other landmarks left clean", "clean"), ("int8: other landmarks left clean",
+                                                      "int8_clean"),
+            ("everyday photos left clean", "everyday"), ("int8: everyday photos left clean",
+                                                         "int8_everyday"),
+            ("top-1 gated", "top1"), ("sight photos that lose their answer to the gate", "lost")]
+    print("| measure: no pool → landmark pool | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for title, attr in rows:
+        print(f"| {title} | " + " | ".join(cell(n, attr) for n in names) + " |")
+    print("| int8 model MB | " + " | ".join(cell(n, "int8_mb", 2) for n in names) + " |")
+    print("| landmark photos in the gate | " + " | ".join(
+        _cell([r.landmark_rows for r in results[n]], 0) for n in names) + " |")
+
+
 def print_table(results: dict[str, list[Run]], counts: dict[str, str], names: list[str]
                 ) -> None:
     """The markdown table of docs/detector.md: one column per set, mean ± spread of runs."""
@@ -251,6 +373,8 @@ def main() -> int:
     parser.add_argument("--everyday", type=Path, help="folder of everyday photos (no sight)")
     parser.add_argument("--pool", action="store_true",
                         help="compare with another set's photos in the everyday pool")
+    parser.add_argument("--landmark-pool", action="store_true",
+                        help="compare with other landmarks' photos among the gate's negatives")
     args = parser.parse_args()
     if not all((DATA / name).is_dir() for name in SETS):
         print(f"the shared sets are not all under {DATA}: nothing to benchmark")
@@ -258,6 +382,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     daily = everyday(args.everyday)
     results: dict[str, list[Run]] = {}
+    pooled: dict[str, list[LandmarkPoolRun]] = {}
     counts: dict[str, str] = {}
     for seed in args.seeds:
         sets = {name: load_set(name, seed) for name in SETS}
@@ -272,6 +397,11 @@ def main() -> int:
                 for key, run in pool_runs(name, chosen, sets, foreign, daily, config).items():
                     results.setdefault(key, []).append(run)
                 continue
+            if args.landmark_pool and foreign:
+                pooled.setdefault(name, []).append(
+                    landmark_pool_run(chosen, sets, foreign, daily, config))
+                print(f"{name} seed {seed}: {pooled[name][-1]}", flush=True)
+                continue
             run = run_one(chosen, foreign, daily, config)
             results.setdefault(name, []).append(run)
             counts[name] = (f"{len(chosen.train)} / {len(chosen.test)} / "
@@ -280,6 +410,11 @@ def main() -> int:
             print(f"{name} seed {seed}: {run}", flush=True)
     if args.pool:
         print_pool_table(results, args)
+        return 0
+    if args.landmark_pool:
+        print(f"\nLandmark pool in the gate, {args.size}px, {args.epochs} epochs, seeds "
+              f"{args.seeds} (mean ± spread over seeds; two folds of the other sets' sights)")
+        print_landmark_pool_table(pooled, list(pooled))
         return 0
     print(f"\nEfficientNet-Lite0 detector + open-set gate, {args.size}px, {args.epochs} epochs, "
           f"seeds {args.seeds} (mean ± spread = standard deviation over seeds)")
