@@ -391,7 +391,7 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     # Two estimates of the same 3% tail: the held-out photos alone (unbiased, but 23-57
     # photos: none may be lost under 34) and all of them (hundreds, but a training photo
     # left out is harder than a held-out one when the set holds augmented copies); the
-    # gate takes their mean (docs/detector.md, "Calibration").
+    # gate takes their mean (docs/detector-history.md, "Calibration").
     held_out = sum(len(s.classes) for s in val_pos)
     margin_held, threshold_held = _calibrate(true_sims[:held_out], true_rivals[:held_out])
     margin_all, threshold_all = _calibrate(true_sims, true_rivals)
