@@ -124,7 +124,8 @@ class Settings(BaseSettings):
     sightscan_negatives_dir: Path | None = None
     # Wikimedia Commons categories of the everyday pool (`sightscan crawl-everyday`), "|" between
     sightscan_everyday_categories: str = DEFAULT_EVERYDAY_CATEGORIES
-    sightscan_everyday_pool_size: PositiveInt = 200  # photos one everyday pool fetch aims at
+    # everyday photos a pool fetch aims at, and as many landmarks
+    sightscan_everyday_pool_size: PositiveInt = 200
     # Commons categories of other landmarks' photos (gate negatives), "|" between; "" for none
     sightscan_landmark_categories: str = DEFAULT_LANDMARK_CATEGORIES
     # fetch the everyday pool once, after a city's crawl, while the pool is empty (needs network)
