@@ -11,7 +11,7 @@ from mts_synthetic import SHAPES, make_images
 
 from sightscan.errors import TrainingError
 from sightscan.inference import Detector
-from sightscan.training import TrainConfig, assemble_training_set, train_detector
+from sightscan.training import TrainConfig, assemble_training_set, rejection, train_detector
 from sightscan.training.dataset import Sample, TrainingImage, TrainingSet
 from sightscan.training.export import (
     REJECTION_INITIALIZER,
@@ -167,7 +167,8 @@ def test_a_background_photo_of_a_sight_itself_is_no_negative() -> None:
     assert gate.keeps(_grid_colours([s.pixels for s in train[:5]]))[:, 0].all()
 
 
-def test_other_landmarks_photos_make_the_gate_refuse_a_landmark_like_them() -> None:
+def test_other_landmarks_photos_make_the_gate_refuse_a_landmark_like_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # Another place's landmark that looks like sight 0 (one quadrant differs) passes a
     # gate that knows only the city's photos; with that kind of landmark among the
     # negatives (the landmark pool), its photos are closer to a rival and are refused,
@@ -202,6 +203,11 @@ def test_other_landmarks_photos_make_the_gate_refuse_a_landmark_like_them() -> N
     assert pooled.keeps(elsewhere)[:, 0].mean() <= 0.05
     assert pooled.keeps(sight_photos)[:, 0].mean() == alone.keeps(sight_photos)[:, 0].mean()
     assert pooled.keeps(sight_photos)[:, 0].mean() >= 0.9
+    # landmarks take only the room the bank has left (the int8 model's 4 MB)
+    assert alone.negatives is not None
+    monkeypatch.setattr(rejection, "MAX_BANK_ROWS", len(alone.bank) + len(alone.negatives) + 3)
+    _, squeezed = build_gate(embed, train, val, 2, landmarks)
+    assert squeezed["landmark_negatives"] == 3
 
 
 def test_training_photos_calibrate_the_gate_without_their_near_duplicates() -> None:

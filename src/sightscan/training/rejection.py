@@ -44,6 +44,9 @@ MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the 
 MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
 MAX_NEGATIVES = 128  # bank entries of negative photos
 MAX_LANDMARKS = 256  # bank entries of other landmarks' photos (the landmark pool), on top
+# Landmarks never take the bank (sights, negatives, landmarks) past this many entries: at
+# about 330 bytes each, an int8 model of 3.98 MB, within its 4 MB (quantize.MAX_INT8_BYTES).
+MAX_BANK_ROWS = 1248
 MAX_QUARTERED = 256  # sight photos whose quarters are negative candidates (embedding cost)
 DISABLED = -2.0  # a threshold under any cosine similarity: the gate lets everything through
 RIVAL_MARGIN = 0.05  # the least margin a rival must be closer by to refuse (see build_gate)
@@ -298,9 +301,10 @@ class NegativeBank(NamedTuple):
 
 def _negative_bank(embedder: Embedder, unit: np.ndarray, train: Sequence[Sample],
                    groups: np.ndarray, members: Sequence[np.ndarray],
-                   landmarks: Sequence[Sample]) -> NegativeBank:
+                   landmarks: Sequence[Sample], sight_rows: int) -> NegativeBank:
     """The negatives: background photos and the quarters of sight photos (k-centres), then
-    other landmarks' photos (k-centres of their own).
+    other landmarks' photos (k-centres of their own, as many as MAX_BANK_ROWS leaves room
+    for beside the `sight_rows`).
 
     A background photo as close to a sight as that sight's own photos typically are to
     each other is left out: it most likely shows the sight (an everyday-pool photo of the
@@ -320,7 +324,8 @@ def _negative_bank(embedder: Embedder, unit: np.ndarray, train: Sequence[Sample]
               else unit[:0])
     others_like = _like_a_sight(others, unit, members, groups)
     others = others[~others_like]
-    picked = k_centres(others, MAX_LANDMARKS)
+    room = min(MAX_LANDMARKS, MAX_BANK_ROWS - sight_rows - len(chosen))
+    picked = k_centres(others, room) if room > 0 else []
     # a landmark photo shares no near-duplicate group with any of the city's photos
     others_groups = _LANDMARK_GROUP - np.arange(len(picked), dtype=np.int64)
     return NegativeBank(int8_roundtrip(np.concatenate([candidates[chosen], others[picked]])),
@@ -371,7 +376,7 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
     groups = np.array([s.group if s.group is not None else -1 - i for i, s in enumerate(train)])
     members = _class_members(train, num_classes)
     rows, row_classes = _sight_rows(unit, members)
-    bank = _negative_bank(embedder, unit, train, groups, members, landmarks)
+    bank = _negative_bank(embedder, unit, train, groups, members, landmarks, len(rows))
     negatives, negative_groups = bank.rows, bank.groups
     gate = Gate(int8_roundtrip(unit[rows]), np.array(row_classes, np.int64),
                 np.full(num_classes, DISABLED, np.float32), negatives)
