@@ -113,8 +113,8 @@ def test_crawl_everyday_fetches_the_pool_and_says_what_it_did(
     result = CliRunner().invoke(app, ["crawl-everyday", "--limit", "1"])
     assert result.exit_code == 0, result.output
     # one everyday photo and one photo of another place's landmark (for the gate)
-    assert "everyday pool: 2 stored, 0 already stored, 0 skipped; 2 photos in the pool" in (
-        " ".join(result.stdout.split()))
+    assert ("everyday pool: 2 stored (1 of other places' landmarks), 0 already stored, "
+            "0 skipped; 2 photos in the pool") in " ".join(result.stdout.split())
 
 
 @pytest.mark.usefixtures("cli_env")

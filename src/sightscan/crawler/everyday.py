@@ -4,9 +4,9 @@ other places' landmarks (towers, churches, bridges, castles, monuments).
 
 Every city's training takes some everyday scenes as negatives (sightscan.training.service),
 so a city alone in its warehouse learns what "no known sight" looks like too; its open-set
-gate takes the landmark photos, so that it refuses other places' landmarks. The fetch lists every
-category first (an API failure stops it before anything is downloaded), then downloads the
-candidates in turn across categories, so the pool is spread over them. Only CC0,
+gate takes the landmark photos, so that it refuses other places' landmarks. For each kind,
+the fetch lists every category first (an API failure stops it with nothing stored), then
+downloads the candidates in turn across categories, so the pool is spread over them. Only CC0,
 public-domain, CC BY and CC BY-SA files are kept, with author and licence for credits.
 Every photo is decode-checked, and the pool is stored in one transaction: a fetch that
 fails stores nothing.
@@ -43,18 +43,23 @@ CONCURRENCY = 4
 
 @dataclass(slots=True)
 class EverydayReport:
-    """What a pool fetch did: photos stored, already stored, skipped by reason, pool size."""
+    """What a pool fetch did: photos stored (of which landmark photos), already stored,
+    skipped by reason, pool size."""
 
     stored: int = 0
     duplicates: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     pool_size: int = 0
+    landmarks_stored: int = 0
 
     def summary(self) -> str:
         """One line for people."""
         skipped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in
                             sorted(self.skipped.items()))
-        return (f"everyday pool: {self.stored} stored, {self.duplicates} already stored, "
+        landmarks = (f" ({self.landmarks_stored} of other places' landmarks)"
+                     if self.landmarks_stored else "")
+        return (f"everyday pool: {self.stored} stored{landmarks}, "
+                f"{self.duplicates} already stored, "
                 f"{sum(self.skipped.values())} skipped{f' ({skipped})' if skipped else ''}; "
                 f"{self.pool_size} photo{'' if self.pool_size == 1 else 's'} in the pool")
 
@@ -191,6 +196,8 @@ def fetch_everyday_pool(
                                     max_pixels=settings.sightscan_max_image_pixels)
         pool_size = everyday_pool_size(session)
     stored = sum(1 for result in added if result.created)
-    report = EverydayReport(stored, len(added) - stored, skipped, pool_size)
+    landmarks = sum(1 for result, photo in zip(added, photos, strict=True)
+                    if result.created and photo.category in settings.landmark_categories)
+    report = EverydayReport(stored, len(added) - stored, skipped, pool_size, landmarks)
     log.info("%s", report.summary())
     return report
