@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any, cast
 
@@ -173,3 +174,27 @@ def test_a_gate_rebuilt_with_landmark_photos_holds_them_among_its_negatives(
     val_photos = np.stack([s.pixels for s in val])
     boxes, scores = Detector.from_bytes(rebuilt).raw_outputs(val_photos)
     assert boxes.shape[0] == scores.shape[0] == len(val)
+
+
+def test_landmark_photos_never_cost_a_city_its_int8_model(
+        trained: TrainedModel, calibration: list[np.ndarray],
+        synthetic_training_set: TrainingSet) -> None:
+    from mts_scenes import make_everyday
+
+    size = synthetic_training_set.decode_size
+    landmarks, _ = decode_landmarks(
+        [TrainingImage(f"landmark/{n}", partial(bytes, data), []) for n, data in
+         enumerate(make_everyday(12, seed=4, size=size))], size)
+    with_landmarks = replace(synthetic_training_set, landmarks=landmarks)
+    int8 = quantize_model(trained.onnx, calibration)
+    train, val = synthetic_training_set.train, synthetic_training_set.val
+    small, large = (len(regate(int8, train, val, extra)) for extra in ((), landmarks))
+    assert large > small
+    served = choose_served_model(
+        trained.onnx, trained.metrics, calibration=calibration,
+        val_images=synthetic_training_set.val_images(),
+        class_names=synthetic_training_set.class_names, tolerance=1.0,
+        max_bytes=(small + large) // 2, gate_set=with_landmarks)
+    assert served.precision == "int8"
+    assert served.record["landmarks_left_out_for_size"] is True
+    assert read_metadata(served.onnx)["rejection"]["landmark_negatives"] == 0

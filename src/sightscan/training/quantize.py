@@ -273,7 +273,8 @@ def choose_served_model(float_model: bytes, float_metrics: Metrics, *,
     """Quantise, evaluate the int8 model on the validation photos, pick what clients get.
 
     With `gate_set` (the training set) the int8 model's gate is rebuilt on its own
-    embeddings of the same photos before it is judged.
+    embeddings of the same photos before it is judged; without the landmark photos when
+    they would take it over `max_bytes`.
     """
     record: dict[str, Any] = {"float_bytes": len(float_model), "tolerance": tolerance,
                               "float_metrics": float_metrics.as_dict()}
@@ -294,6 +295,10 @@ def choose_served_model(float_model: bytes, float_metrics: Metrics, *,
             int8 = quantize_model(float_model, photos, quantize_outputs=quantize_outputs)
             if gate_set is not None:
                 int8 = regate(int8, gate_set.train, gate_set.val, gate_set.landmarks)
+                if len(int8) > max_bytes and gate_set.landmarks:
+                    # landmark photos must never cost a city its small model
+                    int8 = regate(int8, gate_set.train, gate_set.val)
+                    record["landmarks_left_out_for_size"] = True
         except TrainingError as exc:
             return serve_float(str(exc))
         record["int8_bytes"] = len(int8)

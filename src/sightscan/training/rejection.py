@@ -44,8 +44,9 @@ MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the 
 MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
 MAX_NEGATIVES = 128  # bank entries of negative photos
 MAX_LANDMARKS = 256  # bank entries of other landmarks' photos (the landmark pool), on top
-# Landmarks never take the bank (sights, negatives, landmarks) past this many entries: at
-# about 330 bytes each, an int8 model of 3.98 MB, within its 4 MB (quantize.MAX_INT8_BYTES).
+# Landmarks never take the bank (sights, negatives, landmarks) past this many entries (about
+# 330 bytes each): the int8 model must fit in 4 MB (quantize.MAX_INT8_BYTES), which
+# choose_served_model makes sure of by leaving the landmarks out when they would not fit.
 MAX_BANK_ROWS = 1248
 MAX_QUARTERED = 256  # sight photos whose quarters are negative candidates (embedding cost)
 DISABLED = -2.0  # a threshold under any cosine similarity: the gate lets everything through
