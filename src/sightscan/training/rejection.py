@@ -307,24 +307,23 @@ def _negative_bank(embedder: Embedder, unit: np.ndarray, train: Sequence[Sample]
     other landmarks' photos (k-centres of their own, as many as MAX_BANK_ROWS leaves room
     for beside the `sight_rows`).
 
-    A background photo as close to a sight as that sight's own photos typically are to
-    each other is left out: it most likely shows the sight (an everyday-pool photo of the
-    city's own tower, say), and as a negative it would take the sight from its own photos.
+    A background or landmark photo as close to a sight as that sight's own photos typically
+    are to each other is left out: it most likely shows the sight (an everyday-pool photo of
+    the city's own tower, say), and as a negative it would take the sight from its own photos.
     """
     sights = [i for i, s in enumerate(train) if s.classes]
     quartered = sights[::max(1, len(sights) // MAX_QUARTERED)][:MAX_QUARTERED]
     quarters = [q for i in quartered for q in quarter_crops(train[i].pixels)]
     background = np.array([i for i, s in enumerate(train) if s.is_negative], np.int64)
-    like = _like_a_sight(unit[background], unit, members, groups)
-    background = background[~like]
+    others = (unit_rows(embedder([s.pixels for s in landmarks])) if landmarks
+              else unit[:0])
+    like = _like_a_sight(np.concatenate([unit[background], others]), unit, members, groups)
+    like, others_like = like[:len(background)], like[len(background):]
+    background, others = background[~like], others[~others_like]
     candidates = np.concatenate([unit[background], unit_rows(embedder(quarters))
                                  if quarters else unit[:0]])
     candidate_groups = np.concatenate([groups[background], np.repeat(groups[quartered], 4)])
     chosen = k_centres(candidates, MAX_NEGATIVES)
-    others = (unit_rows(embedder([s.pixels for s in landmarks])) if landmarks
-              else unit[:0])
-    others_like = _like_a_sight(others, unit, members, groups)
-    others = others[~others_like]
     room = min(MAX_LANDMARKS, MAX_BANK_ROWS - sight_rows - len(chosen))
     picked = k_centres(others, room) if room > 0 else []
     # a landmark photo shares no near-duplicate group with any of the city's photos
