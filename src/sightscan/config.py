@@ -37,6 +37,12 @@ DEFAULT_LANDMARK_CATEGORIES = "|".join(
     + ["Images from Wiki Loves Monuments 2024"]
 )
 
+
+def _tidy_categories(value: str) -> str:
+    """Commons category names separated by "|", blanks squeezed and empty names dropped."""
+    return "|".join(" ".join(part.split()) for part in value.split("|") if part.strip())
+
+
 # The one list of allowed values of each choice; factories and validation both read it.
 LabellerName = Literal["weak", "vision"]
 TrainerName = Literal["efficientnet", "yolo"]
@@ -181,15 +187,15 @@ class Settings(BaseSettings):
     @field_validator("sightscan_everyday_categories")
     @classmethod
     def _some_categories(cls, value: str) -> str:
-        names = [" ".join(part.split()) for part in value.split("|") if part.strip()]
+        names = _tidy_categories(value)
         if not names:
             raise ValueError("expected Commons category names separated by |")
-        return "|".join(names)
+        return names
 
     @field_validator("sightscan_landmark_categories")
     @classmethod
     def _tidy_landmark_categories(cls, value: str) -> str:
-        return "|".join(" ".join(part.split()) for part in value.split("|") if part.strip())
+        return _tidy_categories(value)
 
     @field_validator("sightscan_trusted_proxies")
     @classmethod
