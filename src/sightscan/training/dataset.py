@@ -202,10 +202,8 @@ def assemble_training_set(images: Iterable[TrainingImage], *, city: str | None,
         names = {mapping[lab.name] for lab in it.labels}
         if it.labels and not names & set(kept):
             continue  # only dropped sights: neither a positive nor a true background photo
-        try:
-            pixels = decode_pixels(it.load(), decode_size)
-        except (InvalidImageError, OSError, ValueError):
-            corrupt.append(it.key)
+        pixels = _decoded(it, decode_size, corrupt)
+        if pixels is None:
             continue
         boxes: list[tuple[int, Box]] = []
         image_level: list[int] = []
@@ -263,10 +261,16 @@ def decode_landmarks(images: Sequence[TrainingImage], decode_size: int
     landmarks: list[Sample] = []
     corrupt: list[str] = []
     for it in images:
-        try:
-            pixels = decode_pixels(it.load(), decode_size)
-        except (InvalidImageError, OSError, ValueError):
-            corrupt.append(it.key)
-            continue
-        landmarks.append(Sample(it.key, pixels, [], [], TrainingImage(it.key, it.load, [])))
+        pixels = _decoded(it, decode_size, corrupt)
+        if pixels is not None:
+            landmarks.append(Sample(it.key, pixels, [], [], TrainingImage(it.key, it.load, [])))
     return landmarks, corrupt
+
+
+def _decoded(image: TrainingImage, decode_size: int, corrupt: list[str]) -> np.ndarray | None:
+    """The photo's pixels, or None with its key added to `corrupt` when it cannot be decoded."""
+    try:
+        return decode_pixels(image.load(), decode_size)
+    except (InvalidImageError, OSError, ValueError):
+        corrupt.append(image.key)
+        return None
