@@ -29,7 +29,8 @@ OPSET = 17
 MAX_MODEL_BYTES = 20_000_000
 PARITY_TOLERANCE = 2e-3
 REJECTION_INITIALIZER = "gate.rejection_threshold"  # the buffer's name in the ONNX graph
-RIVAL_MARGIN_INITIALIZER = "gate.rival_margin"
+MARGINS_INITIALIZER = "gate.margins"  # [the rival margin (other sights), the negatives']
+LEGACY_MARGIN_INITIALIZER = "gate.rival_margin"  # models before the negatives had their own
 INT8_STORED = ("gate.bank", "gate.negatives")  # the gate's embedding banks ([D, M] each)
 INT8_SUFFIX, SCALE_SUFFIX, ZERO_SUFFIX = "_int8", "_scale", "_zero"
 
@@ -92,13 +93,15 @@ def read_metadata(model_bytes: bytes) -> dict[str, Any]:
 
 
 def set_rejection_threshold(model_bytes: bytes, thresholds: float | list[float], *,
-                            rival_margin: float | None = None) -> bytes:
+                            rival_margin: float | None = None,
+                            negative_margin: float | None = None) -> bytes:
     """The model with its open-set gate moved (one value or one per sight; -2 lets all through).
 
     An operator can trade clean everyday photos against kept sight photos without retraining;
-    the metadata's `rejection` follows. `rival_margin` moves the rivals' rule (another sight's
-    or a negative photo closer by more than the margin refuses; a larger margin keeps more);
-    thresholds of -2 with no margin given open that rule as well.
+    the metadata's `rejection` follows. `rival_margin` moves the rule on other sights (one
+    closer by more than the margin refuses; a larger margin keeps more), `negative_margin`
+    the same rule on the negative photos; thresholds of -2 with no margin given open both
+    rules as well.
     """
     model = onnx.load_from_string(model_bytes)
     initializers = {t.name: t for t in model.graph.initializer}
@@ -108,18 +111,30 @@ def set_rejection_threshold(model_bytes: bytes, thresholds: float | list[float],
     current = onnx.numpy_helper.to_array(found)
     values = np.broadcast_to(np.asarray(thresholds, np.float32), current.shape).copy()
     found.CopyFrom(onnx.numpy_helper.from_array(values, REJECTION_INITIALIZER))
-    if rival_margin is None and bool(np.all(values <= DISABLED)):
-        rival_margin = NO_RIVAL_RULE
-    margin = initializers.get(RIVAL_MARGIN_INITIALIZER)
-    if rival_margin is not None and margin is not None:
-        margin.CopyFrom(onnx.numpy_helper.from_array(
-            np.array([rival_margin], np.float32), RIVAL_MARGIN_INITIALIZER))
+    if bool(np.all(values <= DISABLED)):
+        rival_margin = NO_RIVAL_RULE if rival_margin is None else rival_margin
+        negative_margin = NO_RIVAL_RULE if negative_margin is None else negative_margin
+    moved = {key: value for key, value in (("rival_margin", rival_margin),
+                                           ("negative_margin", negative_margin))
+             if value is not None}
+    margins = initializers.get(MARGINS_INITIALIZER)
+    if margins is not None:
+        both = onnx.numpy_helper.to_array(margins).copy()
+        for index, key in enumerate(("rival_margin", "negative_margin")):
+            both[index] = moved.get(key, both[index])
+        margins.CopyFrom(onnx.numpy_helper.from_array(both, MARGINS_INITIALIZER))
+    elif LEGACY_MARGIN_INITIALIZER in initializers and rival_margin is not None:
+        # one margin for every rival, sights and negatives alike
+        moved = {"rival_margin": rival_margin}
+        initializers[LEGACY_MARGIN_INITIALIZER].CopyFrom(onnx.numpy_helper.from_array(
+            np.array([rival_margin], np.float32), LEGACY_MARGIN_INITIALIZER))
+    else:
+        moved = {}
     updated = model.SerializeToString()
     metadata = read_metadata(updated)
     rejection = metadata.setdefault("rejection", {})
     rejection["thresholds"] = [round(float(v), 4) for v in values]
-    if rival_margin is not None and margin is not None:
-        rejection["rival_margin"] = round(float(rival_margin), 4)
+    rejection.update({key: round(float(value), 4) for key, value in moved.items()})
     return set_metadata(updated, metadata)
 
 
@@ -157,14 +172,14 @@ def export_onnx(net: SightNet, metadata: dict[str, Any], *, check_parity: bool =
         if gate is None:
             _check_parity(wrapper, model_bytes, size)
         else:  # random pixels would be rejected: check the graph with the gate open
-            saved = gate.rejection_threshold.clone(), gate.rival_margin.clone()
+            saved = gate.rejection_threshold.clone(), gate.margins.clone()
             gate.rejection_threshold.fill_(DISABLED)
-            gate.rival_margin.fill_(NO_RIVAL_RULE)
+            gate.margins.fill_(NO_RIVAL_RULE)
             try:
                 _check_parity(wrapper, set_rejection_threshold(model_bytes, DISABLED), size)
             finally:
                 gate.rejection_threshold.copy_(saved[0])
-                gate.rival_margin.copy_(saved[1])
+                gate.margins.copy_(saved[1])
     return model_bytes
 
 

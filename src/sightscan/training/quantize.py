@@ -50,7 +50,8 @@ MAX_INT8_BYTES = 4_000_000
 INT8_TOLERANCE = 0.01  # largest drop of the deciding measure that still serves int8
 CALIBRATION_PHOTOS = 64
 GATE_PREFIX = "gate."  # initializer names of the open-set gate (rejection.GateModule)
-REBUILT = ("bank", "negatives", "rejection_threshold")  # what regate replaces
+# what regate replaces (the rest is the same for the same photos per sight: mask, not_self)
+REBUILT = ("bank", "negatives", "rejection_threshold", "margins")
 
 
 class PhotoCalibrationReader:
@@ -235,7 +236,7 @@ def regate(model_bytes: bytes, train: Sequence[Sample], val: Sequence[Sample],
     model.graph.output.pop()
     for name, value in gate_buffers(gate).items():
         if name.removeprefix(GATE_PREFIX) not in REBUILT:
-            continue  # the same for the same photos per sight (mask, not_self, margin)
+            continue
         if not replace_gate_constant(model, name, value):
             log.warning("the int8 model's gate differs from the float one (%s); kept as is", name)
             return model_bytes

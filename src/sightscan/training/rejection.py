@@ -5,18 +5,18 @@ negatives it saw; a photo unlike everything in training (a cat, a coffee cup, an
 city's tower) can still score high for some sight. The gate compares the photo's embedding
 with each sight's training photos (cosine similarity, nearest neighbour) and zeroes that
 sight's scores when the photo is not close enough to any of them, or when its nearest
-training photo is a rival: another sight's photo or a negative photo, by more than a small
-margin. Negatives are the city's background crops and other photos of no sight, plus the
-four quarters of each sight photo: a close view of a wall, a tree or the sky matches a
-quarter better than a whole sight photo, so every city has negatives, a city whose photos
-carry only a sight name too. Photos of other landmarks (the landmark pool: towers, churches,
-gates of other places) join the negatives when there are some: another city's cathedral is
-closer to them than to the city's own, so its sight is refused even for a city alone in
-its warehouse.
+training photo is a rival: another sight's photo or a negative photo, closer by more than
+a small margin (one for other sights, one for negatives). Negatives are the city's
+background crops and other photos of no sight, plus the four quarters of each sight
+photo: a close view of a wall, a tree or the sky matches a quarter better than a whole
+sight photo, so every city has negatives, a city whose photos carry only a sight name too.
+Photos of other landmarks (the landmark pool: towers, churches, gates of other places) join
+the negatives when there are some: another city's cathedral is closer to them than to the
+city's own, so its sight is refused even for a city alone in its warehouse.
 
 The embedding is the pooled stride-32 features of the frozen ImageNet backbone: general
 enough to tell a cat, a cup or another city's tower from the city's sights. It needs no
-other city's photos: the threshold and the margin are calibrated on the city's own photos
+other city's photos: the threshold and the margins are calibrated on the city's own photos
 (the held-out ones, and each training photo left out of the banks with its near-duplicates)
 so that at least `KEEP_RATE` of them keep their sight.
 
@@ -63,7 +63,8 @@ class Gate:
     bank_classes: np.ndarray  # int64 [M]
     thresholds: np.ndarray  # float32 [C]
     negatives: np.ndarray | None = None  # float32 [K, D] unit rows of negative photos
-    rival_margin: float = NO_RIVAL_RULE  # kept only if similarity + margin > every rival's
+    rival_margin: float = NO_RIVAL_RULE  # kept only if similarity + margin > other sights'
+    negative_margin: float = NO_RIVAL_RULE  # ... and similarity + this > the negatives'
 
     def similarities(self, unit: np.ndarray, ignored_bank: np.ndarray | None = None,
                      ignored_negatives: np.ndarray | None = None
@@ -94,8 +95,9 @@ class Gate:
     def keeps(self, raw: np.ndarray) -> np.ndarray:
         """[B, D] raw pooled features -> bool [B, C]: which sights the gate lets through."""
         best, negative = self.similarities(unit_rows(raw))
-        rival = rival_similarity(best, negative)
-        kept: np.ndarray = (best >= self.thresholds) & (best + self.rival_margin > rival)
+        kept: np.ndarray = ((best >= self.thresholds)
+                            & (best + self.rival_margin > closest_other_sight(best))
+                            & (best + self.negative_margin > negative[:, None]))
         return kept
 
     def metadata(self, calibration: dict[str, Any]) -> dict[str, Any]:
@@ -104,11 +106,13 @@ class Gate:
             "method": "cosine nearest neighbour of the pooled stride-32 ImageNet features to "
                       "each sight's training photos and to the negative photos (the photos' "
                       "quarters among them); a sight's "
-                      "scores are zeroed below its threshold or when a rival (another sight "
-                      "or a negative) is closer by more than the margin",
+                      "scores are zeroed below its threshold, when another sight is closer "
+                      "by more than the rival margin or a negative by more than the "
+                      "negative margin",
             "bank_size": int(len(self.bank)),
             "negative_bank_size": 0 if self.negatives is None else int(len(self.negatives)),
             "rival_margin": round(float(self.rival_margin), 4),
+            "negative_margin": round(float(self.negative_margin), 4),
             "embedding_dim": int(self.bank.shape[1]),
             "thresholds": [round(float(t), 4) for t in self.thresholds],
             "keep_rate_target": KEEP_RATE,
@@ -123,13 +127,11 @@ def unit_rows(raw: np.ndarray) -> np.ndarray:
     return unit
 
 
-def rival_similarity(best: np.ndarray, negative: np.ndarray) -> np.ndarray:
-    """[B, C] best similarity per sight, [B] to a negative -> [B, C] the best rival's:
-    the closest other sight or negative photo."""
-    others = np.where(np.eye(best.shape[1], dtype=bool)[None], _NOT_THIS_CLASS,
-                      best[:, None, :]).max(axis=2)
-    rival: np.ndarray = np.maximum(others, negative[:, None])
-    return rival
+def closest_other_sight(best: np.ndarray) -> np.ndarray:
+    """[B, C] best similarity per sight -> [B, C] the closest other sight's."""
+    others: np.ndarray = np.where(np.eye(best.shape[1], dtype=bool)[None], _NOT_THIS_CLASS,
+                                  best[:, None, :]).max(axis=2)
+    return others
 
 
 class GateModule(torch.nn.Module):
@@ -141,7 +143,7 @@ class GateModule(torch.nn.Module):
     negative_bias: torch.Tensor
     not_self: torch.Tensor
     rejection_threshold: torch.Tensor
-    rival_margin: torch.Tensor
+    margins: torch.Tensor
 
     def __init__(self, gate: Gate) -> None:
         super().__init__()
@@ -161,8 +163,9 @@ class GateModule(torch.nn.Module):
         # named initializers, so operators can move them without retraining (export.py)
         self.register_buffer("rejection_threshold",
                              torch.from_numpy(gate.thresholds.astype(np.float32)))
-        self.register_buffer("rival_margin",
-                             torch.tensor([gate.rival_margin], dtype=torch.float32))
+        # one constant for both margins: the exporter merges equal constants into one
+        self.register_buffer("margins", torch.tensor(
+            [gate.rival_margin, gate.negative_margin], dtype=torch.float32))
 
     def forward(self, embedding: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         unit = F.normalize(embedding, dim=1)
@@ -171,8 +174,11 @@ class GateModule(torch.nn.Module):
         best = per_class.max(dim=1).values  # [B, C]
         negative = (unit @ self.negatives).max(dim=1, keepdim=True).values + self.negative_bias
         others = (best.unsqueeze(1) + self.not_self).max(dim=2).values  # [B, C]
-        rival = torch.maximum(others, negative)
-        keep = (best >= self.rejection_threshold) & (best + self.rival_margin > rival)
+        # [B, C, 2]: each sight's closest other sight and closest negative, each against its
+        # own margin (indexing the margins would fold them into unnamed constants)
+        rivals = torch.stack([others, negative.expand_as(others)], dim=-1)
+        keep = ((best >= self.rejection_threshold)
+                & (best.unsqueeze(-1) + self.margins > rivals).all(dim=-1))
         return scores * keep.to(scores.dtype).unsqueeze(1)
 
 
@@ -333,27 +339,49 @@ def _negative_bank(embedder: Embedder, unit: np.ndarray, train: Sequence[Sample]
                         int(like.sum()), len(picked), int(others_like.sum()))
 
 
-def _calibrate(true_sims: np.ndarray, true_rivals: np.ndarray) -> tuple[float, float]:
-    """(rival margin, threshold) that lose at most 1 - KEEP_RATE of these sight photos.
+class Calibration(NamedTuple):
+    """The gate's three settings, as calibrated on a set of the city's sight photos."""
 
-    The margin is the smallest (at least RIVAL_MARGIN) with which rivals take no more than
-    the allowance, then the threshold may take the rest of it, MARGIN below the next one.
+    rival_margin: float  # another sight closer by more than this refuses
+    negative_margin: float  # a negative photo closer by more than this refuses
+    threshold: float  # a photo less similar than this to every photo of the sight is refused
+
+
+def _margin(closer_by: np.ndarray, allowed: int) -> float:
+    """The smallest margin (at least RIVAL_MARGIN, MARGIN above the tail) with which at most
+    `allowed` of these photos have a rival closer by more than it."""
+    ordered = np.sort(closer_by)[::-1]
+    if allowed >= len(ordered):
+        return RIVAL_MARGIN
+    return max(RIVAL_MARGIN, float(ordered[allowed]) + MARGIN)
+
+
+def _calibrate(true_sims: np.ndarray, other_sights: np.ndarray, negatives: np.ndarray
+               ) -> Calibration:
+    """The settings that lose at most 1 - KEEP_RATE of these sight photos.
+
+    The negatives' margin comes first and takes what it needs of the allowance: the smaller
+    it is, the more photos of no sight are refused (another city's cathedral is closer to the
+    landmark pool than to the city's own). The sights' margin takes what it needs of the rest,
+    and the threshold what is left, MARGIN below the next photo.
     """
     allowed = int(len(true_sims) * (1.0 - KEEP_RATE))
-    closer_by = np.sort(true_rivals - true_sims)[::-1]  # > 0: a rival is closer
-    margin = max(RIVAL_MARGIN, float(closer_by[allowed]) + MARGIN)
-    passing = np.sort(true_sims[true_sims + margin > true_rivals])
-    lost = len(true_sims) - len(passing)
-    threshold = (float(passing[min(max(0, allowed - lost), len(passing) - 1)]) - MARGIN
-                 if len(passing) else DISABLED)
-    return margin, threshold
+    negative_margin = _margin(negatives - true_sims, allowed)
+    lost = true_sims + negative_margin <= negatives
+    rival_margin = _margin((other_sights - true_sims)[~lost], allowed - int(lost.sum()))
+    lost |= true_sims + rival_margin <= other_sights
+    passing = np.sort(true_sims[~lost])
+    threshold = (float(passing[min(max(0, allowed - int(lost.sum())), len(passing) - 1)])
+                 - MARGIN if len(passing) else DISABLED)
+    return Calibration(rival_margin, negative_margin, threshold)
 
 
-def _lost(true_sims: np.ndarray, true_rivals: np.ndarray, margin: float, threshold: float
-          ) -> tuple[int, int]:
+def _lost(true_sims: np.ndarray, other_sights: np.ndarray, negatives: np.ndarray,
+          setting: Calibration) -> tuple[int, int]:
     """How many of these sight photos lose their sight (to a rival, in all) at this setting."""
-    to_rivals = true_sims + margin <= true_rivals
-    return int(to_rivals.sum()), int((to_rivals | (true_sims < threshold)).sum())
+    to_rivals = ((true_sims + setting.rival_margin <= other_sights)
+                 | (true_sims + setting.negative_margin <= negatives))
+    return int(to_rivals.sum()), int((to_rivals | (true_sims < setting.threshold)).sum())
 
 
 def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequence[Sample],
@@ -389,20 +417,20 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
                              unit[sights]])
     photo_groups = np.concatenate([np.full(len(val_pos), _NO_GROUP), groups[sights]])
     best, negative = _leave_group_out(gate, photos, photo_groups, groups[rows], negative_groups)
-    rivals = rival_similarity(best, negative)
+    others = closest_other_sight(best)
     labelled = [*val_pos, *(train[i] for i in sights)]
-    true_sims = np.array([best[i, c] for i, s in enumerate(labelled) for c in s.classes])
-    true_rivals = np.array([rivals[i, c] for i, s in enumerate(labelled) for c in s.classes])
+    pairs = [(i, c) for i, s in enumerate(labelled) for c in s.classes]
+    true_sims = np.array([best[i, c] for i, c in pairs])
+    rivals = (np.array([others[i, c] for i, c in pairs]), np.array([negative[i] for i, _ in pairs]))
     # Two estimates of the same 3% tail: the held-out photos alone (unbiased, but 23-57
     # photos: none may be lost under 34) and all of them (hundreds, but a training photo
     # left out is harder than a held-out one when the set holds augmented copies); the
     # gate takes their mean (docs/detector-history.md, "Calibration").
     held_out = sum(len(s.classes) for s in val_pos)
-    margin_held, threshold_held = _calibrate(true_sims[:held_out], true_rivals[:held_out])
-    margin_all, threshold_all = _calibrate(true_sims, true_rivals)
-    margin = (margin_held + margin_all) / 2
-    threshold = (threshold_held + threshold_all) / 2
-    to_rivals, lost = _lost(true_sims, true_rivals, margin, threshold)
+    estimates = {"held_out": _calibrate(true_sims[:held_out], *(r[:held_out] for r in rivals)),
+                 "with_training_left_out": _calibrate(true_sims, *rivals)}
+    setting = Calibration(*np.mean(list(estimates.values()), axis=0).tolist())
+    to_rivals, lost = _lost(true_sims, *rivals, setting)
     calibration: dict[str, Any] = {
         "calibrated_on": len(labelled),
         "background_left_out_as_sight_like": bank.background_left_out,
@@ -414,16 +442,14 @@ def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequenc
         "calibration_lost": lost,
         "calibration_similarity": {"min": round(float(true_sims.min()), 4),
                                    "median": round(float(np.median(true_sims)), 4)},
-        "estimates": {"held_out": [round(margin_held, 4), round(threshold_held, 4)],
-                      "with_training_left_out": [round(margin_all, 4), round(threshold_all, 4)]},
-        # (to rivals, in all) of all calibration photos with each estimate alone
-        "lost_by_estimate": {
-            "held_out": list(_lost(true_sims, true_rivals, margin_held, threshold_held)),
-            "with_training_left_out": list(_lost(true_sims, true_rivals, margin_all,
-                                                 threshold_all))},
+        # (rival margin, negative margin, threshold) of each estimate alone, and the photos
+        # (to rivals, in all) of all calibration photos it would lose
+        "estimates": {name: [round(v, 4) for v in e] for name, e in estimates.items()},
+        "lost_by_estimate": {name: list(_lost(true_sims, *rivals, e))
+                             for name, e in estimates.items()},
     }
-    gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, threshold, np.float32),
-                negatives, margin)
+    gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, setting.threshold, np.float32),
+                negatives, setting.rival_margin, setting.negative_margin)
     val_neg = [s for s in val if s.is_negative]
     if val_neg:
         rejected = ~gate.keeps(embedder([s.pixels for s in val_neg])).any(axis=1)
