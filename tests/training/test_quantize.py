@@ -141,6 +141,10 @@ def test_the_int8_gate_is_rebuilt_on_the_int8_features(
     rejection = read_metadata(rebuilt)["rejection"]
     assert rejection["calibrated_on_held_out"] == sum(
         1 for s in synthetic_training_set.val if s.classes)
+    # the graph's margins are the ones calibrated on the int8 features, as its metadata says
+    margins = next(t for t in graph.initializer if t.name == "gate.margins")
+    assert onnx.numpy_helper.to_array(margins).tolist() == pytest.approx(
+        [rejection["rival_margin"], rejection["negative_margin"]], abs=1e-4)
     # the held-out sight photos keep their sight through the int8 gate, as through the float one
     val = [s for s in synthetic_training_set.val if s.classes]
     photos = np.stack([s.pixels for s in val])
