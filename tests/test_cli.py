@@ -162,6 +162,30 @@ def rome_model(data_dir: Path, model_bytes: bytes) -> None:
     warehouse.engine.dispose()
 
 
+def test_gate_shows_a_city_models_gate_and_publishes_it_moved(data_dir: Path) -> None:
+    pytest.importorskip("torch")
+    from gated_model import gated_model_bytes
+    from sightscan.warehouse.versions import add_model_version
+
+    warehouse = _warehouse_of_the_cli()
+    with warehouse.transaction() as session:
+        add_model_version(session, warehouse.blobs, city="Rome", metadata={}, metrics={},
+                          model_bytes=gated_model_bytes(["Colosseum", "Pantheon"]))
+    warehouse.engine.dispose()
+    code, out, err = run("gate", "Rome")
+    assert code == 0, err
+    assert "ROME model version 1" in out and "threshold +0.3000  Pantheon" in out
+    assert "negatives' margin 0.2000" in out and "1 of 40 of the city's photos" in out
+    code, out, err = run("gate", "Rome", "--negative-margin", "0.05")
+    assert code == 0, err
+    assert "ROME model version 2 (gate moved from version 1)" in out
+    assert "negatives' margin 0.0500" in out and "rival margin 0.1000" in out
+    code, out, err = run("gate", "Rome", "--threshold", "5")
+    assert code == 1 and out == ""
+    assert err.strip() == "error: the threshold must be between -2 and 1, got 5"
+    assert "ROME model version 2" in run("gate", "Rome")[1]  # nothing published by the error
+
+
 def test_detect_with_a_server_keeps_http_request_lines_off_the_terminal(
     tmp_path: Path, model_bytes: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:

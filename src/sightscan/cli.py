@@ -223,6 +223,31 @@ def train(city: Annotated[str, typer.Argument(help="City to train a model for.")
     console.print(result.summary())
 
 
+@app.command()
+@handle_errors
+def gate(
+    city: Annotated[str, typer.Argument(help="City whose newest model's gate to show or move.")],
+    threshold: Annotated[float | None, typer.Option(
+        help="Least similarity to a sight's photos, every sight (-2 lets all through).")] = None,
+    rival_margin: Annotated[float | None, typer.Option(
+        help="Refuse when another sight is closer by more than this (8: rule off).")] = None,
+    negative_margin: Annotated[float | None, typer.Option(
+        help="Refuse when a negative photo is closer by more than this (8: rule off).")] = None,
+) -> None:
+    """Show the open-set gate of a city's newest model; with an option, publish that model
+    with the gate moved as the city's next version (no retraining)."""
+    from sightscan.training.gate_settings import current_gate, move_gate
+
+    warehouse = _warehouse()
+    if threshold is None and rival_margin is None and negative_margin is None:
+        settings = current_gate(warehouse, city)
+    else:
+        settings = move_gate(warehouse, city, threshold=threshold, rival_margin=rival_margin,
+                             negative_margin=negative_margin)
+    for line in settings.summary():
+        console.print(line, markup=False, highlight=False)
+
+
 @contextlib.contextmanager
 def _phase_display() -> Iterator[Callable[[str, int, int], None]]:
     """Training's steps around the epochs: a bar while photos decode, a line for the others."""
