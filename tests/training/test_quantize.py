@@ -65,6 +65,22 @@ def test_the_int8_model_keeps_the_client_contract_and_metadata(trained: TrainedM
     assert len(int8_model) < len(trained.onnx) / 2.5
 
 
+def test_the_stem_and_the_class_layer_stay_float_and_the_box_layer_is_int8(
+        int8_model: bytes) -> None:
+    graph = onnx.load_from_string(int8_model).graph
+    int8_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    producers = {out: node for node in graph.node for out in node.output}
+
+    def weight_is_int8(weight: str) -> bool:
+        conv = next(n for n in graph.node if n.op_type == "Conv" and n.input[1].startswith(weight))
+        producer = producers.get(conv.input[1])  # a DequantizeLinear of int8 weights, or none
+        return producer is not None and producer.input[0] in int8_weights
+
+    assert weight_is_int8("net.reg_out.weight")
+    assert not weight_is_int8("net.cls_out.weight")
+    assert not weight_is_int8("net.stem.0.weight")
+
+
 def test_relu6_between_int8_convs_leaves_the_graph(open_model: bytes, int8_model: bytes
                                                   ) -> None:
     """A Clip between two quantised Convs would cost a DequantizeLinear and a QuantizeLinear

@@ -4,7 +4,8 @@ Assignment (FCOS-like centre sampling): a cell is positive for a sight when its 
 inside the box and within max(1 cell, a quarter of the box size) of the box centre; a cell
 claimed by two sights goes to the smaller one. Classification uses the quality focal loss
 (target = IoU of the cell's predicted box with the sight, 0 elsewhere, so background photos
-and other sights are plain negatives), boxes the GIoU loss plus a small L1 term. Image-level
+and other sights are plain negatives), boxes the GIoU loss plus the distribution focal loss
+on each side's distance bins (the two bins around the true distance). Image-level
 labels (no box) add a multiple-instance term: the best cell must score the labelled class,
 while that class is ignored elsewhere in the photo.
 """
@@ -18,7 +19,7 @@ from sightscan.training.augment import Batch
 from sightscan.training.model import decode_boxes, grid_centres
 
 BOX_WEIGHT = 2.0
-L1_WEIGHT = 0.5
+DFL_WEIGHT = 0.25  # GFL's weight beside a GIoU weight of 2
 
 
 def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,12 +61,27 @@ def assign(centres: torch.Tensor, boxes: torch.Tensor, height: int, width: int
     return torch.isfinite(best_area), matched
 
 
-def detection_loss(logits: torch.Tensor, log_dist: torch.Tensor, batch: Batch
+def distribution_focal_loss(bin_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[n, 4, K] bin logits, [n, 4] target distances in cells -> [n] loss: cross-entropy to
+    the two bins around each target, weighted by nearness (GFL), mean over the four sides."""
+    bins = bin_logits.shape[-1]
+    target = target.clamp(0, bins - 1 - 1e-3)
+    left = target.floor().long()
+    right_weight = target - left
+    log_probs = F.log_softmax(bin_logits, dim=-1)
+    left_lp = log_probs.gather(-1, left.unsqueeze(-1)).squeeze(-1)
+    right_lp = log_probs.gather(-1, (left + 1).unsqueeze(-1)).squeeze(-1)
+    return -((1 - right_weight) * left_lp + right_weight * right_lp).mean(dim=1)
+
+
+def detection_loss(logits: torch.Tensor, bin_logits: torch.Tensor, batch: Batch
                    ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts for one batch of raw network outputs."""
     b, c, h, w = logits.shape
     flat_logits = logits.flatten(2).transpose(1, 2)  # [B, N, C]
-    pred_boxes = decode_boxes(log_dist)  # [B, N, 4]
+    pred_boxes = decode_boxes(bin_logits)  # [B, N, 4]
+    side_logits = bin_logits.reshape(b, 4, -1, h * w).permute(0, 3, 1, 2)  # [B, N, 4, K]
+    cell_size = torch.tensor([w, h, w, h], device=logits.device, dtype=torch.float32)
     centres = grid_centres(h, w, logits.device)
     target = torch.zeros_like(flat_logits)
     weight = torch.ones_like(flat_logits)
@@ -78,8 +94,10 @@ def detection_loss(logits: torch.Tensor, log_dist: torch.Tensor, batch: Batch
             pb, gb = pred_boxes[i][pos], gt[matched[pos]]
             iou, giou = box_iou_pairs(pb, gb)
             target[i, pos, lab[matched[pos]]] = iou.detach().clamp(min=0.01)
-            l1 = (pb - gb).abs().sum(dim=1) * max(h, w)  # in cells
-            box_losses.append(BOX_WEIGHT * (1 - giou) + L1_WEIGHT * l1 / 4)
+            cells = centres[pos]
+            sides = torch.cat([cells - gb[:, :2], gb[:, 2:] - cells], dim=1) * cell_size
+            box_losses.append(BOX_WEIGHT * (1 - giou) + DFL_WEIGHT * distribution_focal_loss(
+                side_logits[i, pos], sides))
             num_pos += int(pos.sum())
         for cls in batch.image_classes[i]:
             weight[i, :, cls] = 0.0

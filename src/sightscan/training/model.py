@@ -2,8 +2,9 @@
 
 The head predicts, on a stride-16 grid fed by a small fusion of the stride-16 backbone
 features with the stride-32 ones (upsampled) and the stride-8 ones (strided conv), one
-sigmoid score per class and one box per cell (distances from the cell centre to the four
-box sides, in cells). Scores are trained to estimate the IoU of the cell's box with the
+sigmoid score per class and one box per cell: the distance from the cell centre to each of
+the four box sides, in cells, as the mean of a distribution over whole-cell distances
+(distribution focal loss, GFL), so an edge can fall between two cells. Scores are trained to estimate the IoU of the cell's box with the
 sight (quality focal loss), so the best-ranked box after NMS
 is also the best-placed one.
 """
@@ -28,7 +29,6 @@ PIXEL_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 # last block at stride 8 (40 ch), stride 16 (112 ch) and stride 32 (320 ch)
 _C3_BLOCK, _C4_BLOCK, _C5_BLOCK = 4, 10, 15
 _TAPS = (_C3_BLOCK, _C4_BLOCK)
-_MAX_LOG_DIST = 6.0
 
 
 def load_backbone(image_size: int, pretrained: bool = True) -> Any:
@@ -122,12 +122,16 @@ class SightNet(nn.Module):
         self.cls_tower = _sep_block(width)
         self.reg_tower = _sep_block(width)
         self.cls_out = nn.Conv2d(width, num_classes, 3, padding=1)
-        self.reg_out = nn.Conv2d(width, 4, 3, padding=1)
+        # each box side as a distribution over whole-cell distances 0..S/16 (distribution
+        # focal loss): its mean places an edge between cells, sharper than one regressed value
+        self.box_bins = image_size // 16 + 1
+        self.reg_out = nn.Conv2d(width, 4 * self.box_bins, 3, padding=1)
         # Rare-positive prior (focal-loss init) and boxes of about 4 cells to start from.
         nn.init.normal_(self.cls_out.weight, std=0.01)
         nn.init.constant_(self.cls_out.bias, -math.log((1 - 0.01) / 0.01))  # type: ignore[arg-type]
         nn.init.normal_(self.reg_out.weight, std=0.01)
-        nn.init.constant_(self.reg_out.bias, math.log(4.0))  # type: ignore[arg-type]
+        with torch.no_grad():
+            self.reg_out.bias.copy_(-(torch.arange(self.box_bins) - 4.0).abs().repeat(4))
         self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
         for module in [self.stem, *self.blocks[:frozen_blocks]]:
@@ -193,7 +197,7 @@ class SightNet(nn.Module):
         return self.cls_out(self.cls_tower(p)), self.reg_out(self.reg_tower(p)), embedding
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float NCHW 0..255 -> (class logits [B,C,H,W], log box distances [B,4,H,W])."""
+        """Float NCHW 0..255 -> (class logits [B,C,H,W], box-side bin logits [B,4*K,H,W])."""
         return self.forward_from_frozen(self.frozen_features(pixels))
 
 
@@ -205,12 +209,22 @@ def grid_centres(height: int, width: int, device: torch.device | None = None) ->
     return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
 
 
-def decode_boxes(log_dist: torch.Tensor) -> torch.Tensor:
-    """[B,4,H,W] log distances (in cells) -> relative xyxy boxes [B,H*W,4] (unclipped)."""
-    b, _, h, w = log_dist.shape
-    dist = torch.exp(log_dist.clamp(max=_MAX_LOG_DIST)).flatten(2).transpose(1, 2)
-    centres = grid_centres(h, w, log_dist.device).unsqueeze(0)
-    scale = torch.tensor([1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h], device=log_dist.device)
+def box_distances(bin_logits: torch.Tensor) -> torch.Tensor:
+    """[B,4*K,H,W] bin logits -> [B,4,H,W] expected distance (in cells) to each box side."""
+    b, channels, h, w = bin_logits.shape
+    bins = channels // 4
+    probs = torch.softmax(bin_logits.reshape(b, 4, bins, h, w), dim=2)
+    steps = torch.arange(bins, device=bin_logits.device, dtype=probs.dtype).view(1, 1, bins, 1, 1)
+    return (probs * steps).sum(dim=2)
+
+
+def decode_boxes(bin_logits: torch.Tensor) -> torch.Tensor:
+    """[B,4*K,H,W] box-side bin logits -> relative xyxy boxes [B,H*W,4] (unclipped)."""
+    dist = box_distances(bin_logits)
+    _, _, h, w = dist.shape
+    dist = dist.flatten(2).transpose(1, 2)
+    centres = grid_centres(h, w, bin_logits.device).unsqueeze(0)
+    scale = torch.tensor([1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h], device=bin_logits.device)
     dist = dist * scale
     return torch.cat([centres - dist[..., :2], centres + dist[..., 2:]], dim=-1)
 
