@@ -341,8 +341,8 @@ def test_a_closed_gate_names_nothing_and_an_open_gate_changes_nothing(
 @pytest.mark.slow
 def test_a_city_of_photo_folders_alone_names_no_sight_in_everyday_photos() -> None:
     # No boxes and no negatives (a city alone in its warehouse with photo folders): the
-    # detector alone names most everyday photos; the gate must refuse them and keep the
-    # held-out photos of the sights.
+    # detector alone names half or more of the everyday photos; the gate must refuse them
+    # and keep the held-out photos of the sights.
     training_set = assemble_training_set(make_scenes(14, seed=0), city=None,
                                          min_images_per_label=5, decode_size=64)
     config = TrainConfig(epochs=10, image_size=64, batch_size=8, lr=3e-3, threads=1, seed=0)
@@ -350,7 +350,7 @@ def test_a_city_of_photo_folders_alone_names_no_sight_in_everyday_photos() -> No
     gated = Detector.from_bytes(model)
     ungated = Detector.from_bytes(set_rejection_threshold(model, DISABLED))
     photos = make_everyday(12, seed=1)
-    assert sum(map(bool, ungated.detect_many(photos))) >= 8
+    assert sum(map(bool, ungated.detect_many(photos))) >= 6
     assert sum(map(bool, gated.detect_many(photos))) <= 4
     held_out = make_scenes(6, seed=9)
     answers = gated.detect_many([im.load() for im in held_out])

@@ -17,9 +17,9 @@ from sightscan.warehouse.versions import add_model_version, latest_model_version
 pytest.importorskip("torch")
 
 from sightscan.training.gate_settings import (  # noqa: E402  (needs torch: export)
-    still_newest_fence,
     current_gate,
     move_gate,
+    still_newest_fence,
 )
 
 

@@ -4,9 +4,9 @@ The head predicts, on a stride-16 grid fed by a small fusion of the stride-16 ba
 features with the stride-32 ones (upsampled) and the stride-8 ones (strided conv), one
 sigmoid score per class and one box per cell: the distance from the cell centre to each of
 the four box sides, in cells, as the mean of a distribution over whole-cell distances
-(distribution focal loss, GFL), so an edge can fall between two cells. Scores are trained to estimate the IoU of the cell's box with the
-sight (quality focal loss), so the best-ranked box after NMS
-is also the best-placed one.
+(distribution focal loss, GFL), so an edge can fall between two cells. Scores are trained
+to estimate the IoU of the cell's box with the sight (quality focal loss), so the
+best-ranked box after NMS is also the best-placed one.
 """
 
 from __future__ import annotations
@@ -130,8 +130,9 @@ class SightNet(nn.Module):
         nn.init.normal_(self.cls_out.weight, std=0.01)
         nn.init.constant_(self.cls_out.bias, -math.log((1 - 0.01) / 0.01))  # type: ignore[arg-type]
         nn.init.normal_(self.reg_out.weight, std=0.01)
-        with torch.no_grad():
-            self.reg_out.bias.copy_(-(torch.arange(self.box_bins) - 4.0).abs().repeat(4))
+        with torch.no_grad():  # each side's distribution peaked at 4 cells
+            self.reg_out.bias.copy_(  # type: ignore[union-attr]
+                -(torch.arange(self.box_bins) - 4.0).abs().repeat(4))
         self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
         for module in [self.stem, *self.blocks[:frozen_blocks]]:
