@@ -167,8 +167,8 @@ class SightNet(nn.Module):
     def forward_from_frozen(self, frozen: tuple[torch.Tensor, ...]
                             ) -> tuple[torch.Tensor, torch.Tensor]:
         """The trainable rest of the network, from `frozen_features` output to the raw maps."""
-        logits, log_dist, _ = self._rest(frozen)
-        return logits, log_dist
+        logits, box_bins, _ = self._rest(frozen)
+        return logits, box_bins
 
     def forward_with_embedding(self, pixels: torch.Tensor
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -244,8 +244,8 @@ class ExportWrapper(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = image.permute(0, 3, 1, 2).to(torch.float32)
-        logits, log_dist, embedding = self.net.forward_with_embedding(pixels)
-        boxes = decode_boxes(log_dist).clamp(0.0, 1.0)
+        logits, box_bins, embedding = self.net.forward_with_embedding(pixels)
+        boxes = decode_boxes(box_bins).clamp(0.0, 1.0)
         scores = torch.sigmoid(logits).flatten(2).transpose(1, 2)
         if self.gate is not None:
             scores = self.gate(embedding, scores)

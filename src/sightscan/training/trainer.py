@@ -283,8 +283,8 @@ def _fit(training_set: TrainingSet, config: TrainConfig, progress: ProgressCallb
             batch.pixels = batch.pixels.to(device)
             batch.boxes = [b.to(device) for b in batch.boxes]
             batch.labels = [lab.to(device) for lab in batch.labels]
-            logits, log_dist = net.forward_from_frozen(frozen(batch.pixels))
-            loss, parts = detection_loss(logits, log_dist, batch)
+            logits, box_bins = net.forward_from_frozen(frozen(batch.pixels))
+            loss, parts = detection_loss(logits, box_bins, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the training loss diverged at epoch {epoch}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
