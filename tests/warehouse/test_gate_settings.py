@@ -19,7 +19,6 @@ pytest.importorskip("torch")
 from sightscan.training.gate_settings import (  # noqa: E402  (needs torch: export)
     current_gate,
     move_gate,
-    still_newest_fence,
 )
 
 
@@ -30,11 +29,10 @@ def gated() -> bytes:
 
 @pytest.fixture
 def published(warehouse: Warehouse, gated: bytes) -> bytes:
-    model = gated
     with warehouse.transaction() as session:
-        add_model_version(session, warehouse.blobs, city="Rome", model_bytes=model,
+        add_model_version(session, warehouse.blobs, city="Rome", model_bytes=gated,
                           metadata={"version": 1}, metrics={"map50": 0.9}, labelled_images=7)
-    return model
+    return gated
 
 
 def _graph_values(model: bytes, name: str) -> list[float]:
@@ -118,11 +116,10 @@ def test_an_unknown_city_a_city_without_a_model_and_a_model_without_a_gate_are_n
 def test_a_version_published_meanwhile_is_never_overwritten_by_a_moved_gate(
         warehouse: Warehouse, published: bytes) -> None:
     with warehouse.transaction() as session:
-        city = find_city(session, "Rome")
         add_model_version(session, warehouse.blobs, city="Rome", model_bytes=published,
                           metadata={"version": 2}, metrics={})
     # a gate moved from version 1 (read before version 2 came) must not be published
     with warehouse.transaction() as session, pytest.raises(ConflictError, match="run again"):
         add_model_version(session, warehouse.blobs, city="Rome", model_bytes=published,
-                          metadata={}, metrics={}, fence=still_newest_fence(city, 1))
+                          metadata={}, metrics={}, after_version=1)
     assert _newest_bytes(warehouse)[0] == 2

@@ -10,14 +10,12 @@ version it was moved from stays stored, and moving the gate back is one more cal
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sightscan.errors import ConflictError, InvalidInputError, NotFoundError
+from sightscan.errors import InvalidInputError, NotFoundError
 from sightscan.training.export import read_metadata, set_metadata, set_rejection_threshold
 from sightscan.training.rejection import DISABLED, NO_RIVAL_RULE
 from sightscan.warehouse import Warehouse
@@ -90,20 +88,6 @@ def _check(value: float | None, low: float, high: float, name: str) -> None:
         raise InvalidInputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
 
 
-def still_newest_fence(city: City, version: int) -> Callable[[Session], None]:
-    """A publishing fence: refuse when another version was published after `version`."""
-
-    def fence(session: Session) -> None:
-        if session.get_bind().dialect.name == "postgresql":  # a publisher waits for us
-            session.execute(select(City.id).where(City.id == city.id).with_for_update())
-        latest = latest_model_version(session, city_id=city.id)
-        if latest is not None and latest.version != version:
-            raise ConflictError(f"{city.name} got version {latest.version} while its gate "
-                                f"was being moved from version {version}: run again")
-
-    return fence
-
-
 def move_gate(warehouse: Warehouse, city: str, *, threshold: float | None = None,
               rival_margin: float | None = None, negative_margin: float | None = None
               ) -> GateSettings:
@@ -132,7 +116,7 @@ def move_gate(warehouse: Warehouse, city: str, *, threshold: float | None = None
         published = add_model_version(
             session, warehouse.blobs, city=row.name, model_bytes=moved, metadata=metadata,
             metrics=latest.metrics, labelled_images=latest.labelled_images,
-            fence=still_newest_fence(row, latest.version))
+            after_version=latest.version)
         refresh_marts(session)
         return _settings(row.name, published, moved)
 

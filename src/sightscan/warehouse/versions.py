@@ -39,8 +39,13 @@ def add_model_version(
     metrics: dict[str, Any],
     labelled_images: int = 0,
     fence: Callable[[Session], None] | None = None,
+    after_version: int | None = None,
 ) -> ModelVersion:
     """Store the model blob, then its row as the city's next version.
+
+    With `after_version` the row must follow that version: ConflictError when another one
+    was published since (a model derived from that version must not hide a newer one; the
+    blob then stays unreferenced, as after a crash).
 
     `fence` (a job attempt's, see sightscan.pipeline) runs first in the same transaction
     and refuses a publisher whose job was taken over. The blob is written (durably) before
@@ -62,6 +67,9 @@ def add_model_version(
     current = session.scalar(
         select(func.max(ModelRow.version)).where(ModelRow.city_id == city_row.id)
     )
+    if after_version is not None and (current or 0) != after_version:
+        raise ConflictError(f"{city_row.name} is at version {current} now, not "
+                            f"{after_version}: run again")
     version = (current or 0) + 1
     try:
         with session.begin_nested():
