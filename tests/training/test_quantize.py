@@ -81,6 +81,18 @@ def test_the_stem_and_the_class_layer_stay_float_and_the_box_layer_is_int8(
     assert not weight_is_int8("net.stem.0.weight")
 
 
+def test_the_gate_and_the_box_vote_stay_float(int8_model: bytes) -> None:
+    """MatMuls without weights (votes x boxes) or with the gate's constants (stored int8 by
+    the gate itself, rebuilt by regate) get no int8 pair on what they compute from."""
+    graph = onnx.load_from_string(int8_model).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    matmuls = [node for node in graph.node if node.op_type == "MatMul"]
+    votes = [node for node in matmuls if not any(i.startswith("gate.") for i in node.input)]
+    assert len(votes) == 1 and len(matmuls) > 1
+    assert all(producers.get(name) != "DequantizeLinear" for name in votes[0].input)
+    assert all(producers.get(node.input[0]) != "DequantizeLinear" for node in matmuls)
+
+
 def test_relu6_between_int8_convs_leaves_the_graph(open_model: bytes, int8_model: bytes
                                                   ) -> None:
     """A Clip between two quantised Convs would cost a DequantizeLinear and a QuantizeLinear

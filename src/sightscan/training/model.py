@@ -6,7 +6,8 @@ sigmoid score per class and one box per cell: the distance from the cell centre 
 the four box sides, in cells, as the mean of a distribution over whole-cell distances
 (distribution focal loss, GFL), so an edge can fall between two cells. Scores are trained
 to estimate the IoU of the cell's box with the sight (quality focal loss), so the
-best-ranked box after NMS is also the best-placed one.
+best-ranked box after NMS is also the best-placed one. The exported graph then lets the
+cells that see the same sight vote on its box (`vote_boxes`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ PIXEL_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 # last block at stride 8 (40 ch), stride 16 (112 ch) and stride 32 (320 ch)
 _C3_BLOCK, _C4_BLOCK, _C5_BLOCK = 4, 10, 15
 _TAPS = (_C3_BLOCK, _C4_BLOCK)
+# Box voting in the exported graph (vote_boxes); chosen on the shared sets (docs/detector.md)
+VOTE_IOU = 0.7
+VOTE_POWER = 4.0
+VOTERS = 32
+_VOTE_EPS = 1e-9
 
 
 def load_backbone(image_size: int, pretrained: bool = True) -> Any:
@@ -230,6 +236,33 @@ def decode_boxes(bin_logits: torch.Tensor) -> torch.Tensor:
     return torch.cat([centres - dist[..., :2], centres + dist[..., 2:]], dim=-1)
 
 
+def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[B,N,4] and [B,K,4] xyxy boxes -> [B,N,K] IoU of every pair."""
+    a, b = a.unsqueeze(2), b.unsqueeze(1)
+    zero = torch.zeros((), dtype=a.dtype)
+    # max with a zero, not clamp: the quantiser would put an int8 pair around a Clip
+    width = torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])
+    height = torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])
+    inter = torch.maximum(width, zero) * torch.maximum(height, zero)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area_a + area_b - inter + 1e-9)
+
+
+def vote_boxes(boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """[B,N,4] boxes, [B,N,C] scores -> each box replaced by the mean of the boxes that
+    overlap it by VOTE_IOU or more, weighted by their best score to the power VOTE_POWER
+    (box voting): the surest cells that see the same sight decide its edges together, so
+    one cell's error at an edge is averaged out. Only the VOTERS best-scored cells vote
+    (the others' weight is nil beside theirs); a cell nobody votes for keeps its box."""
+    best, voters = scores.amax(dim=2).topk(min(VOTERS, scores.shape[1]), dim=1)  # [B, K]
+    voter_boxes = boxes.gather(1, voters.unsqueeze(-1).expand(-1, -1, 4))  # [B, K, 4]
+    votes = (pairwise_iou(boxes, voter_boxes) >= VOTE_IOU).to(boxes.dtype) \
+        * best.pow(VOTE_POWER).unsqueeze(1)  # [B, N, K]
+    summed = votes @ voter_boxes  # stays float in the int8 model (quantize.py: no weights)
+    return (summed + _VOTE_EPS * boxes) / (votes.sum(dim=2, keepdim=True) + _VOTE_EPS)
+
+
 class ExportWrapper(nn.Module):
     """Client graph: uint8 NHWC RGB [B,S,S,3] -> boxes [B,N,4] (relative xyxy), scores [B,N,C].
 
@@ -245,8 +278,8 @@ class ExportWrapper(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = image.permute(0, 3, 1, 2).to(torch.float32)
         logits, box_bins, embedding = self.net.forward_with_embedding(pixels)
-        boxes = decode_boxes(box_bins).clamp(0.0, 1.0)
         scores = torch.sigmoid(logits).flatten(2).transpose(1, 2)
+        boxes = vote_boxes(decode_boxes(box_bins).clamp(0.0, 1.0), scores)
         if self.gate is not None:
             scores = self.gate(embedding, scores)
         return boxes, scores

@@ -107,6 +107,7 @@ def _float_ends(model: onnx.ModelProto) -> list[str]:
     for index, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"sightscan_node_{index}"
+    weighted = {node.name for node in _weight_layers(model)}
     producers = {out: node for node in model.graph.node for out in node.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
@@ -124,20 +125,32 @@ def _float_ends(model: onnx.ModelProto) -> list[str]:
                 if other.name in seen:
                     continue
                 seen.add(other.name)
-                if other.op_type in QUANTIZED_OPS:
+                if other.name in weighted:
                     return True
                 stack.extend(other.output if forward else other.input)
         return False
 
-    return [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS
+    return [node.name for node in model.graph.node if node.name in weighted
             and not (reaches_quantised(node, True) and reaches_quantised(node, False))
             and not any(name.endswith(BOX_LAYER_WEIGHT) for name in node.input)]
 
 
-def _gate_nodes(model: onnx.ModelProto) -> list[str]:
-    """The gate's MatMuls (embedding x bank): kept float, their constants rebuilt by `regate`."""
-    return [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS
-            and any(name.startswith(GATE_PREFIX) for name in node.input)]
+def _weight_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The network's layers with weights: the quantisable nodes with a constant input,
+    except the gate's."""
+    constants = {t.name for t in model.graph.initializer}
+    return [node for node in model.graph.node if node.op_type in QUANTIZED_OPS
+            and any(name in constants for name in node.input)
+            and not any(name.startswith(GATE_PREFIX) for name in node.input)]
+
+
+def _float_nodes(model: onnx.ModelProto) -> list[str]:
+    """Quantisable nodes that stay float besides the network's ends: the gate's MatMuls
+    (embedding x bank; their constants are rebuilt by `regate`) and products of two computed
+    tensors (box voting: votes x boxes), which have no weights to shrink."""
+    layers = {node.name for node in _weight_layers(model)}
+    return [node.name for node in model.graph.node
+            if node.op_type in QUANTIZED_OPS and node.name not in layers]
 
 
 def quantize_model(float_model: bytes, photos: Sequence[np.ndarray], *,
@@ -177,7 +190,7 @@ def quantize_model(float_model: bytes, photos: Sequence[np.ndarray], *,
             options["OpTypesToExcludeOutputQuantization"] = QUANTIZED_OPS
         try:
             quantize_static(
-                model, output, reader, nodes_to_exclude=_float_ends(model) + _gate_nodes(model),
+                model, output, reader, nodes_to_exclude=_float_ends(model) + _float_nodes(model),
                 quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
                 per_channel=True, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
