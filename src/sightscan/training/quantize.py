@@ -95,7 +95,7 @@ def calibration_photos(pixels: Sequence[np.ndarray], size: int,
 
 
 def _float_ends(model: onnx.ModelProto) -> list[str]:
-    """Names of the first and last quantisable nodes (no other one before / after them),
+    """Names of the first and last layers with weights (no other one before / after them),
     except the box layer.
 
     The stem sees raw normalised pixels and the class layer gives logits: int8 there costs
