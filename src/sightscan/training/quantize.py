@@ -94,9 +94,9 @@ def calibration_photos(pixels: Sequence[np.ndarray], size: int,
     return photos
 
 
-def _float_ends(model: onnx.ModelProto) -> list[str]:
-    """Names of the first and last layers with weights (no other one before / after them),
-    except the box layer.
+def _float_ends(model: onnx.ModelProto, weighted: set[str]) -> list[str]:
+    """Names of the first and last layers with weights (`weighted`: no other one before /
+    after them), except the box layer.
 
     The stem sees raw normalised pixels and the class layer gives logits: int8 there costs
     most of the accuracy (towers: mAP@0.5 -0.08, when boxes were one regressed distance per
@@ -104,10 +104,6 @@ def _float_ends(model: onnx.ModelProto) -> list[str]:
     softmax mean absorbs the rounding: int8 there kept the float layer's mAP on the towers
     and Intramuros (docs/detector.md, eleventh round) and saves 0.22 MB.
     """
-    for index, node in enumerate(model.graph.node):
-        if not node.name:
-            node.name = f"sightscan_node_{index}"
-    weighted = {node.name for node in _weight_layers(model)}
     producers = {out: node for node in model.graph.node for out in node.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
@@ -145,12 +141,16 @@ def _weight_layers(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 
 def _float_nodes(model: onnx.ModelProto) -> list[str]:
-    """Quantisable nodes that stay float besides the network's ends: the gate's MatMuls
-    (embedding x bank; their constants are rebuilt by `regate`) and products of two computed
-    tensors (box voting: votes x boxes), which have no weights to shrink."""
+    """Quantisable nodes that stay float: the network's ends (`_float_ends`), the gate's
+    MatMuls (embedding x bank; their constants are rebuilt by `regate`) and products of two
+    computed tensors (box voting: votes x boxes), which have no weights to shrink."""
+    for index, node in enumerate(model.graph.node):  # names tell the quantiser what to skip
+        if not node.name:
+            node.name = f"sightscan_node_{index}"
     layers = {node.name for node in _weight_layers(model)}
-    return [node.name for node in model.graph.node
-            if node.op_type in QUANTIZED_OPS and node.name not in layers]
+    return _float_ends(model, layers) + [node.name for node in model.graph.node
+                                         if node.op_type in QUANTIZED_OPS
+                                         and node.name not in layers]
 
 
 def quantize_model(float_model: bytes, photos: Sequence[np.ndarray], *,
@@ -190,7 +190,7 @@ def quantize_model(float_model: bytes, photos: Sequence[np.ndarray], *,
             options["OpTypesToExcludeOutputQuantization"] = QUANTIZED_OPS
         try:
             quantize_static(
-                model, output, reader, nodes_to_exclude=_float_ends(model) + _float_nodes(model),
+                model, output, reader, nodes_to_exclude=_float_nodes(model),
                 quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
                 per_channel=True, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
