@@ -18,7 +18,7 @@ split into two folds, and the photos of each fold are judged with the other fold
 training photos in the pool, so no judged landmark is in the pool.
 
     PYTHONPATH=src python benchmarks/detector.py --sets towers intramuros berlin \\
-        --seeds 0 1 --epochs 40 --everyday /tmp/everyday [--pool | --landmark-pool]
+        --seeds 0 1 --epochs 55 --everyday /tmp/everyday [--pool | --landmark-pool]
 """
 
 from __future__ import annotations
@@ -367,7 +367,7 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", choices=(*SETS, *FOLDER_SETS, ALL_LANDMARKS),
                         default=list(SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=55)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--everyday", type=Path, help="folder of everyday photos (no sight)")

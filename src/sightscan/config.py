@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     max_google_vision_calls_per_new_city: NonNegativeInt = 200
     min_labelled_images_needed_for_training: NonNegativeInt = 50
     min_image_number_per_label: PositiveInt = 10
-    mts_epochs: PositiveInt = 40
+    mts_epochs: PositiveInt = 55
     is_mts_gpu_enabled: bool = False
     data_mart_refresh_data_marts_every_seconds: PositiveInt = 60
     data_mart_enable_model_training_every_seconds: PositiveInt = 300

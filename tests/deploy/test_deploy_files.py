@@ -126,7 +126,7 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
     text = render_env_example()
     for name in SETTINGS:
         assert re.search(rf"^(# )?{name}=", text, re.MULTILINE), name
-    assert "\n# MTS_EPOCHS=40\n" in text and "\n# PGPORT=5432\n" in text
+    assert "\n# MTS_EPOCHS=55\n" in text and "\n# PGPORT=5432\n" in text
 
 
 def test_the_cli_prints_the_env_example() -> None:

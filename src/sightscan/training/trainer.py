@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 class TrainConfig:
     """Everything that decides a training run (saved in the model metadata)."""
 
-    epochs: int = 40
+    epochs: int = 55
     image_size: int = 256
     batch_size: int = 16
     lr: float = 2e-3
