@@ -367,9 +367,10 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", choices=(*SETS, *FOLDER_SETS, ALL_LANDMARKS),
                         default=list(SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--epochs", type=int, default=55)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
+    trainer_defaults = TrainConfig()  # the benchmark judges what the service trains
+    parser.add_argument("--epochs", type=int, default=trainer_defaults.epochs)
+    parser.add_argument("--size", type=int, default=trainer_defaults.image_size)
+    parser.add_argument("--threads", type=int, default=trainer_defaults.threads)
     parser.add_argument("--everyday", type=Path, help="folder of everyday photos (no sight)")
     parser.add_argument("--pool", action="store_true",
                         help="compare with another set's photos in the everyday pool")
