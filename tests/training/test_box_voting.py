@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from sightscan.training.model import VOTE_POWER, VOTERS, pairwise_iou, vote_boxes
+from sightscan.training.model import (
+    VOTE_IOU,
+    VOTE_POWER,
+    VOTERS,
+    fragile_votes,
+    pairwise_iou,
+    vote_boxes,
+)
 
 
 def test_overlapping_boxes_vote_with_their_scores_and_a_distant_one_keeps_its_own() -> None:
@@ -46,3 +53,25 @@ def test_only_the_best_scored_cells_vote() -> None:
     voted = vote_boxes(boxes.unsqueeze(0), scores)
     assert voted[0, 0].tolist() == pytest.approx([0.1, 0.1, 0.5, 0.5], abs=1e-6)
     assert float(voted[0, -1, 3]) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_a_box_at_the_vote_iou_is_fragile_and_a_clear_one_is_not() -> None:
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5],
+                           [0.0, 0.0, 0.5, 0.5 * VOTE_IOU],  # IoU exactly VOTE_IOU with it
+                           [0.6, 0.6, 0.9, 0.9]]])
+    scores = torch.tensor([[[0.9], [0.5], [0.7]]])
+    fragile = fragile_votes(boxes, scores)
+    assert fragile[0].tolist() == [True, True, False]
+
+
+def test_boxes_that_overlap_a_cell_at_the_voters_cut_are_fragile() -> None:
+    # VOTERS + 1 cells: the last voter and the first left out score the same
+    count = VOTERS + 1
+    boxes = torch.tensor([[0.6, 0.6, 0.9, 0.9]]).repeat(count, 1)
+    boxes[-2:] = torch.tensor([0.0, 0.0, 0.3, 0.3])
+    scores = torch.linspace(1.0, 0.5, count).view(1, count, 1)
+    scores[0, -1] = scores[0, -2]
+    fragile = fragile_votes(boxes.unsqueeze(0), scores)[0]
+    assert fragile[-2:].all() and not fragile[:-2].any()
+    scores[0, -1] -= 0.01  # a clear cut: nothing is fragile
+    assert not fragile_votes(boxes.unsqueeze(0), scores).any()

@@ -19,7 +19,14 @@ import onnx
 import torch
 
 from sightscan.errors import TrainingError
-from sightscan.training.model import BACKBONE, BACKBONE_LICENSE, ExportWrapper, SightNet
+from sightscan.training.model import (
+    BACKBONE,
+    BACKBONE_LICENSE,
+    VOTE_FRAGILE,
+    ExportWrapper,
+    SightNet,
+    fragile_votes,
+)
 from sightscan.training.rejection import DISABLED, NO_RIVAL_RULE, GateModule, int8_columns
 
 METADATA_KEY = "sightscan"
@@ -229,11 +236,27 @@ def _check_parity(wrapper: ExportWrapper, model_bytes: bytes, size: int) -> None
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8)
     with torch.no_grad():
-        boxes_t, scores_t = (t.numpy() for t in wrapper(torch.from_numpy(image)))
+        pixels = torch.from_numpy(image)
+        boxes_t, scores_t = wrapper(pixels)
+        unvoted, raw_scores, _ = wrapper.unvoted(pixels)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     boxes_o, scores_o = session.run(None, {"image": image})
-    diff = max(float(np.abs(boxes_t - boxes_o).max()), float(np.abs(scores_t - scores_o).max()))
-    if diff > PARITY_TOLERANCE:
-        raise TrainingError(f"onnxruntime and torch disagree by {diff:.2e} on the same input")
+    box_gap, score_gap = parity_gaps((boxes_t.numpy(), scores_t.numpy()), (boxes_o, scores_o),
+                                     unvoted, raw_scores)
+    if max(box_gap, score_gap) > PARITY_TOLERANCE:
+        raise TrainingError(f"onnxruntime and torch disagree by {box_gap:.2e} on the boxes "
+                            f"and {score_gap:.2e} on the scores of the same input")
+
+
+def parity_gaps(expected: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray],
+                unvoted: torch.Tensor, raw_scores: torch.Tensor) -> tuple[float, float]:
+    """Largest box and score difference between two runs of the graph (torch's `expected`
+    boxes and scores, onnxruntime's `got`), leaving out the boxes whose vote rounding may
+    change: the vote cuts at an IoU and at a rank, so one voter of a box at a cut may come
+    or go (`fragile_votes` on the torch run's `unvoted` boxes and `raw_scores`)."""
+    score_gap = float(np.abs(expected[1] - got[1]).max())
+    fragile = fragile_votes(unvoted, raw_scores, max(VOTE_FRAGILE, 2 * score_gap)).numpy()
+    box_gap = float(np.abs(expected[0] - got[0]).max(axis=2)[~fragile].max(initial=0.0))
+    return box_gap, score_gap

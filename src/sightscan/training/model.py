@@ -35,6 +35,8 @@ VOTE_IOU = 0.7
 VOTE_POWER = 4.0
 VOTERS = 32
 _VOTE_EPS = 1e-9
+# How far (in IoU or score) from a vote's cut a value must lie for rounding not to move it
+VOTE_FRAGILE = 1e-4
 
 
 def load_backbone(image_size: int, pretrained: bool = True) -> Any:
@@ -263,6 +265,27 @@ def vote_boxes(boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     return (summed + _VOTE_EPS * boxes) / (votes.sum(dim=2, keepdim=True) + _VOTE_EPS)
 
 
+def fragile_votes(boxes: torch.Tensor, scores: torch.Tensor, margin: float = VOTE_FRAGILE
+                  ) -> torch.Tensor:
+    """[B,N,4] boxes, [B,N,C] scores -> [B,N] True where a change of `margin` in an IoU or a
+    score could change the box's vote (`vote_boxes` cuts at VOTE_IOU and at the VOTERS-th
+    best score): a voter's IoU with the box lies within `margin` of VOTE_IOU, or the box
+    overlaps a cell whose score lies within `margin` of the voters' cut."""
+    cells = scores.shape[1]
+    count = min(VOTERS, cells)
+    cell_best = scores.amax(dim=2)  # [B, N]
+    ranked = cell_best.topk(min(count + 1, cells), dim=1)
+    voter_boxes = boxes.gather(1, ranked.indices[:, :count].unsqueeze(-1).expand(-1, -1, 4))
+    fragile = ((pairwise_iou(boxes, voter_boxes) - VOTE_IOU).abs() < margin).any(dim=2)
+    if cells == count:
+        return fragile
+    last, first_out = ranked.values[:, count - 1:count], ranked.values[:, count:]
+    at_cut = (cell_best > first_out - margin) & (cell_best < last + margin) \
+        & (last - first_out < margin)  # cells that rounding could move across the cut
+    overlapping = pairwise_iou(boxes, boxes) >= VOTE_IOU - margin  # [B, N, N]
+    return fragile | (overlapping & at_cut.unsqueeze(1)).any(dim=2)
+
+
 class ExportWrapper(nn.Module):
     """Client graph: uint8 NHWC RGB [B,S,S,3] -> boxes [B,N,4] (relative xyxy), scores [B,N,C].
 
@@ -275,11 +298,16 @@ class ExportWrapper(nn.Module):
         self.net = net
         self.gate = gate
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def unvoted(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network's boxes before the vote, its scores before the gate, the embedding."""
         pixels = image.permute(0, 3, 1, 2).to(torch.float32)
         logits, box_bins, embedding = self.net.forward_with_embedding(pixels)
         scores = torch.sigmoid(logits).flatten(2).transpose(1, 2)
-        boxes = vote_boxes(decode_boxes(box_bins).clamp(0.0, 1.0), scores)
+        return decode_boxes(box_bins).clamp(0.0, 1.0), scores, embedding
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        boxes, scores, embedding = self.unvoted(image)
+        boxes = vote_boxes(boxes, scores)
         if self.gate is not None:
             scores = self.gate(embedding, scores)
         return boxes, scores
