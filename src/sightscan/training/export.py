@@ -236,9 +236,8 @@ def _check_parity(wrapper: ExportWrapper, model_bytes: bytes, size: int) -> None
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8)
     with torch.no_grad():
-        pixels = torch.from_numpy(image)
-        boxes_t, scores_t = wrapper(pixels)
-        unvoted, raw_scores, _ = wrapper.unvoted(pixels)
+        unvoted, raw_scores, embedding = wrapper.unvoted(torch.from_numpy(image))
+        boxes_t, scores_t = wrapper.voted(unvoted, raw_scores, embedding)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])

@@ -251,14 +251,21 @@ def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a + area_b - inter + 1e-9)
 
 
+def _best_cells(boxes: torch.Tensor, scores: torch.Tensor, count: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `count` best-scored cells of each photo: their best scores [B, K] (descending)
+    and their boxes [B, K, 4]."""
+    best, cells = scores.amax(dim=2).topk(count, dim=1)
+    return best, boxes.gather(1, cells.unsqueeze(-1).expand(-1, -1, 4))
+
+
 def vote_boxes(boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """[B,N,4] boxes, [B,N,C] scores -> each box replaced by the mean of the boxes that
     overlap it by VOTE_IOU or more, weighted by their best score to the power VOTE_POWER
     (box voting): the surest cells that see the same sight decide its edges together, so
     one cell's error at an edge is averaged out. Only the VOTERS best-scored cells vote
     (the others' weight is nil beside theirs); a cell nobody votes for keeps its box."""
-    best, voters = scores.amax(dim=2).topk(min(VOTERS, scores.shape[1]), dim=1)  # [B, K]
-    voter_boxes = boxes.gather(1, voters.unsqueeze(-1).expand(-1, -1, 4))  # [B, K, 4]
+    best, voter_boxes = _best_cells(boxes, scores, min(VOTERS, scores.shape[1]))
     votes = (pairwise_iou(boxes, voter_boxes) >= VOTE_IOU).to(boxes.dtype) \
         * best.pow(VOTE_POWER).unsqueeze(1)  # [B, N, K]
     summed = votes @ voter_boxes  # stays float in the int8 model (quantize.py: no weights)
@@ -273,13 +280,13 @@ def fragile_votes(boxes: torch.Tensor, scores: torch.Tensor, margin: float = VOT
     overlaps a cell whose score lies within `margin` of the voters' cut."""
     cells = scores.shape[1]
     count = min(VOTERS, cells)
-    cell_best = scores.amax(dim=2)  # [B, N]
-    ranked = cell_best.topk(min(count + 1, cells), dim=1)
-    voter_boxes = boxes.gather(1, ranked.indices[:, :count].unsqueeze(-1).expand(-1, -1, 4))
+    best, ranked_boxes = _best_cells(boxes, scores, min(count + 1, cells))
+    voter_boxes = ranked_boxes[:, :count]
     fragile = ((pairwise_iou(boxes, voter_boxes) - VOTE_IOU).abs() < margin).any(dim=2)
     if cells == count:
         return fragile
-    last, first_out = ranked.values[:, count - 1:count], ranked.values[:, count:]
+    cell_best = scores.amax(dim=2)  # [B, N]
+    last, first_out = best[:, count - 1:count], best[:, count:]
     at_cut = (cell_best > first_out - margin) & (cell_best < last + margin) \
         & (last - first_out < margin)  # cells that rounding could move across the cut
     overlapping = pairwise_iou(boxes, boxes) >= VOTE_IOU - margin  # [B, N, N]
@@ -305,9 +312,13 @@ class ExportWrapper(nn.Module):
         scores = torch.sigmoid(logits).flatten(2).transpose(1, 2)
         return decode_boxes(box_bins).clamp(0.0, 1.0), scores, embedding
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes, scores, embedding = self.unvoted(image)
+    def voted(self, boxes: torch.Tensor, scores: torch.Tensor, embedding: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The graph's outputs from `unvoted`'s: the boxes voted on, the scores gated."""
         boxes = vote_boxes(boxes, scores)
         if self.gate is not None:
             scores = self.gate(embedding, scores)
         return boxes, scores
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.voted(*self.unvoted(image))
