@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -18,7 +19,14 @@ from sightscan.training import (
 from sightscan.training.dataset import TrainingSet
 from sightscan.training.export import METADATA_KEY, read_metadata
 from sightscan.training.model import SightNet
-from sightscan.training.trainer import TrainedModel, TrainProgress, _FrozenPart, _low_res_size
+from sightscan.training.rejection import embed_pixels
+from sightscan.training.trainer import (
+    TrainedModel,
+    TrainProgress,
+    _embedder,
+    _FrozenPart,
+    _low_res_size,
+)
 
 
 def test_the_detector_learns_generated_shapes_and_ignores_empty_photos(
@@ -121,3 +129,16 @@ def test_the_frozen_part_runs_through_onnxruntime_like_torch_at_any_training_siz
             assert torch.allclose(net.forward_from_frozen(got)[0],
                                   net.forward_from_frozen(expected)[0], atol=1e-3)
     assert (_low_res_size(256), _low_res_size(320), _low_res_size(96)) == (192, 224, 96)
+
+
+@pytest.mark.parametrize("frozen_blocks", [11, 16])
+def test_the_gate_embeds_photos_through_onnxruntime_like_torch(frozen_blocks: int) -> None:
+    net = SightNet(3, 96, frozen_blocks=frozen_blocks).eval()
+    generator = np.random.default_rng(0)
+    photos = [generator.integers(0, 256, (80 + 7 * i, 120 - 5 * i, 3), dtype=np.uint8)
+              for i in range(5)]  # any size: each photo is stretched to the model's
+    expected = embed_pixels(net, photos, batch_size=2)
+    got = _embedder(net, threads=1)(photos)
+    assert got.shape == expected.shape == (5, 320)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert not np.allclose(got[0], got[1], atol=1e-2)  # the photos differ, so do their features

@@ -185,14 +185,23 @@ class GateModule(torch.nn.Module):
 def embed_pixels(net: SightNet, pixels: Sequence[np.ndarray], batch_size: int = 32
                  ) -> np.ndarray:
     """uint8 RGB arrays -> raw pooled features [B, D], each stretched to the model size."""
-    size = net.image_size
-    out: list[np.ndarray] = []
     net.eval()
-    with torch.no_grad():
-        for start in range(0, len(pixels), batch_size):
-            chunk = [_stretch(p, size) for p in pixels[start:start + batch_size]]
-            batch = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float()
-            out.append(net.embed(batch).numpy())
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net.embed(torch.from_numpy(batch)).numpy()
+
+    return embed_batches(run, net.image_size, pixels, batch_size)
+
+
+def embed_batches(run: Callable[[np.ndarray], np.ndarray], size: int,
+                  pixels: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """uint8 RGB arrays -> raw pooled features [B, D]: stretched to `size`, then `run` on
+    float32 NCHW batches (0..255)."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(pixels), batch_size):
+        chunk = np.stack([_stretch(p, size) for p in pixels[start:start + batch_size]])
+        out.append(run(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32)))
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
