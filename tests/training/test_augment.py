@@ -3,31 +3,24 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from sightscan.training.augment import _photometric
+from sightscan.training.augment import _photometric, photometric_draws
 
 
 def _whole_batch_photometric(pixels: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """The plain formula: every change computed on every photo, then chosen per photo."""
+    d = photometric_draws(pixels.shape, rng)
     b = pixels.shape[0]
-
-    def per_image(low: float, high: float, p: float) -> torch.Tensor:
-        values = np.where(rng.random(b) < p, rng.uniform(low, high, b), 1.0)
-        return torch.tensor(values, dtype=torch.float32).view(b, 1, 1, 1)
-
-    brightness, contrast = per_image(0.6, 1.4, 0.8), per_image(0.6, 1.4, 0.8)
-    saturation, gamma = per_image(0.3, 1.6, 0.7), per_image(1.4, 2.6, 0.15)
-    to_grey = torch.tensor(rng.random(b) < 0.05).view(b, 1, 1, 1)
-    blur = torch.tensor(rng.random(b) < 0.1).view(b, 1, 1, 1)
-    sigma = np.where(rng.random(b) < 0.3, rng.uniform(0.0, 0.03, b), 0.0)
-    noise = torch.from_numpy(rng.standard_normal(pixels.shape).astype(np.float32))
-    x = pixels / 255.0 * brightness
+    x = pixels / 255.0 * d.brightness
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * contrast + mean
+    x = (x - mean) * d.contrast + mean
     grey = x.mean(dim=1, keepdim=True)
-    x = ((x - grey) * saturation + grey).clamp(0, 1) ** gamma
+    x = ((x - grey) * d.saturation + grey).clamp(0, 1) ** d.gamma
+    to_grey = torch.from_numpy(d.to_grey).view(b, 1, 1, 1)
     x = torch.where(to_grey, x.mean(dim=1, keepdim=True).expand_as(x), x)
+    blur = torch.from_numpy(d.blur).view(b, 1, 1, 1)
     x = torch.where(blur, F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False), x)
-    x = x + noise * torch.tensor(sigma, dtype=torch.float32).view(b, 1, 1, 1)
+    noise = torch.from_numpy(d.noise.astype(np.float32))
+    x = x + noise * torch.tensor(d.sigma, dtype=torch.float32).view(b, 1, 1, 1)
     return x.clamp(0, 1) * 255.0
 
 

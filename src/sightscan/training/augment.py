@@ -9,7 +9,7 @@ Everything draws from one numpy Generator, so a seed reproduces a run exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -88,35 +88,53 @@ def _geometric(sample: Sample, size: int, rng: np.random.Generator, strong: bool
     return image, boxes[keep], labels[keep]
 
 
-def _photometric(pixels: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    b = pixels.shape[0]
+class PhotometricDraws(NamedTuple):
+    """One batch's photometric changes, per photo ([B, 1, 1, 1] factors, 1 = unchanged)."""
+
+    brightness: torch.Tensor
+    contrast: torch.Tensor
+    saturation: torch.Tensor
+    gamma: torch.Tensor  # dusk and night
+    to_grey: np.ndarray  # [B] bool
+    blur: np.ndarray  # [B] bool
+    sigma: np.ndarray  # [B] sensor noise strength, 0 = none
+    noise: np.ndarray  # like the batch, standard normal
+
+
+def photometric_draws(shape: torch.Size, rng: np.random.Generator) -> PhotometricDraws:
+    """Every random draw of `_photometric`, in a fixed order (a seed gives the same batch)."""
+    b = shape[0]
 
     def per_image(low: float, high: float, p: float) -> torch.Tensor:
         values = np.where(rng.random(b) < p, rng.uniform(low, high, b), 1.0)
         return torch.tensor(values, dtype=torch.float32).view(b, 1, 1, 1)
 
-    # every draw first, in a fixed order, so that a seed gives the same batch whatever runs
     brightness, contrast = per_image(0.6, 1.4, 0.8), per_image(0.6, 1.4, 0.8)
     saturation, gamma = per_image(0.3, 1.6, 0.7), per_image(1.4, 2.6, 0.15)
     to_grey, blur = rng.random(b) < 0.05, rng.random(b) < 0.1
     sigma = np.where(rng.random(b) < 0.3, rng.uniform(0.0, 0.03, b), 0.0)
-    noise = rng.standard_normal(pixels.shape)
+    return PhotometricDraws(brightness, contrast, saturation, gamma, to_grey, blur, sigma,
+                            rng.standard_normal(shape))
+
+
+def _photometric(pixels: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    d = photometric_draws(pixels.shape, rng)
     x = pixels / 255.0
-    x.mul_(brightness)
+    x.mul_(d.brightness)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = x.sub_(mean).mul_(contrast).add_(mean)
+    x = x.sub_(mean).mul_(d.contrast).add_(mean)
     grey = x.mean(dim=1, keepdim=True)
-    x = x.sub_(grey).mul_(saturation).add_(grey).clamp_(0, 1)
+    x = x.sub_(grey).mul_(d.saturation).add_(grey).clamp_(0, 1)
     # the rarer changes only on the photos drawn for them (most of the CPU otherwise)
-    dusk = np.flatnonzero(gamma.view(-1).numpy() != 1.0)  # dusk and night
-    x[dusk] = x[dusk] ** gamma[dusk]
-    grey_photos = np.flatnonzero(to_grey)
+    dusk = np.flatnonzero(d.gamma.view(-1).numpy() != 1.0)
+    x[dusk] = x[dusk] ** d.gamma[dusk]
+    grey_photos = np.flatnonzero(d.to_grey)
     x[grey_photos] = x[grey_photos].mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
-    blurred = np.flatnonzero(blur)
+    blurred = np.flatnonzero(d.blur)
     x[blurred] = F.avg_pool2d(x[blurred], 3, stride=1, padding=1, count_include_pad=False)
-    noisy = np.flatnonzero(sigma)
-    x[noisy] += (torch.from_numpy(noise[noisy].astype(np.float32))
-                 * torch.tensor(sigma[noisy], dtype=torch.float32).view(-1, 1, 1, 1))
+    noisy = np.flatnonzero(d.sigma)
+    x[noisy] += (torch.from_numpy(d.noise[noisy].astype(np.float32))
+                 * torch.tensor(d.sigma[noisy], dtype=torch.float32).view(-1, 1, 1, 1))
     return (x.clamp_(0, 1) * 255.0).contiguous()
 
 
