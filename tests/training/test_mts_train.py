@@ -19,7 +19,7 @@ from sightscan.training import (
 from sightscan.training.dataset import TrainingSet
 from sightscan.training.export import METADATA_KEY, read_metadata
 from sightscan.training.model import SightNet
-from sightscan.training.rejection import embed_pixels
+from sightscan.training.rejection import embed_batches
 from sightscan.training.trainer import (
     TrainedModel,
     TrainProgress,
@@ -137,7 +137,9 @@ def test_the_gate_embeds_photos_through_onnxruntime_like_torch(frozen_blocks: in
     generator = np.random.default_rng(0)
     photos = [generator.integers(0, 256, (80 + 7 * i, 120 - 5 * i, 3), dtype=np.uint8)
               for i in range(5)]  # any size: each photo is stretched to the model's
-    expected = embed_pixels(net, photos, batch_size=2)
+    with torch.no_grad():  # the same photos through torch's eager kernels
+        expected = embed_batches(lambda batch: net.embed(torch.from_numpy(batch)).numpy(),
+                                 net.image_size, photos, batch_size=2)
     got = _embedder(net, threads=1)(photos)
     assert got.shape == expected.shape == (5, 320)
     np.testing.assert_allclose(got, expected, atol=1e-3)

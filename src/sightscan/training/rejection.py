@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,7 +36,6 @@ from PIL import Image
 from torch.nn import functional as F
 
 from sightscan.training.dataset import Sample
-from sightscan.training.model import SightNet
 
 KEEP_RATE = 0.97  # share of held-out sight photos that must keep their answer
 MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the spread
@@ -180,18 +178,6 @@ class GateModule(torch.nn.Module):
         keep = ((best >= self.rejection_threshold)
                 & (best.unsqueeze(-1) + self.margins > rivals).all(dim=-1))
         return scores * keep.to(scores.dtype).unsqueeze(1)
-
-
-def embed_pixels(net: SightNet, pixels: Sequence[np.ndarray], batch_size: int = 32
-                 ) -> np.ndarray:
-    """uint8 RGB arrays -> raw pooled features [B, D], each stretched to the model size."""
-    net.eval()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return net.embed(torch.from_numpy(batch)).numpy()
-
-    return embed_batches(run, net.image_size, pixels, batch_size)
 
 
 def embed_batches(run: Callable[[np.ndarray], np.ndarray], size: int,
@@ -393,17 +379,16 @@ def _lost(true_sims: np.ndarray, other_sights: np.ndarray, negatives: np.ndarray
     return int(to_rivals.sum()), int((to_rivals | (true_sims < setting.threshold)).sum())
 
 
-def build_gate(embed: SightNet | Embedder, train: Sequence[Sample], val: Sequence[Sample],
+def build_gate(embedder: Embedder, train: Sequence[Sample], val: Sequence[Sample],
                num_classes: int, landmarks: Sequence[Sample] = ()
                ) -> tuple[Gate, dict[str, Any]]:
     """Banks from the training photos (and `landmarks`, other landmarks' photos, as
     negatives); the threshold and the rival margin calibrated on the held-out `val` photos
     and on every training sight photo left out with its near-duplicates.
 
-    `embed` is the trained network, or any function giving the same embeddings (the int8
-    model's, so that its gate matches its own features: quantize.py).
+    `embedder` gives the network's photo embeddings: the trained float network's
+    (trainer.py) or the int8 model's, so that its gate matches its own features (quantize.py).
     """
-    embedder: Embedder = partial(embed_pixels, embed) if isinstance(embed, SightNet) else embed
     # Not centred on the city's mean photo: centring kept only the direction in which a
     # photo differs from that mean, and an everyday photo differs in some direction that
     # one sight's photos also lean towards (docs/detector.md, eighth round).
