@@ -242,6 +242,58 @@ def test_other_landmarks_photos_make_the_gate_refuse_a_landmark_like_them(
     assert squeezed["landmark_negatives"] == 3
 
 
+def test_a_sight_of_alike_photos_gets_a_threshold_of_its_own() -> None:
+    # Sight 0's photos are much alike, sight 1's varied: the city's threshold is set by
+    # sight 1's tail, so a landmark only roughly like sight 0 (one quadrant off) passes it.
+    # Sight 0's own threshold, raised to its photos' tail, refuses it and keeps its photos.
+    rng = np.random.default_rng(5)
+    sights = rng.uniform(40, 215, (2, 4, 3))
+    other = sights[0].copy()
+    other[3] = np.where(other[3] > 127, other[3] - 45, other[3] + 45)
+    spreads = (6.0, 45.0)
+
+    def photos(colours: np.ndarray, count: int, spread: float) -> list[np.ndarray]:
+        return [_quadrants(np.clip(colours + rng.normal(0, spread, (4, 3)), 0, 255), rng)
+                for _ in range(count)]
+
+    def samples(prefix: str, c: int, count: int) -> list[Sample]:
+        return [Sample(f"{prefix}{c}-{i}", p, [], [c], TrainingImage(f"{prefix}{i}", bytes, []))
+                for i, p in enumerate(photos(sights[c], count, spreads[c]))]
+
+    def embed(pixels: Sequence[np.ndarray]) -> np.ndarray:
+        return _grid_colours(pixels) - 128.0
+
+    train = [s for c in range(2) for s in samples("t", c, 40)]
+    val = [s for c in range(2) for s in samples("v", c, 10)]
+    gate, calibration = build_gate(embed, train, val, 2)
+    city = gate.thresholds[1]
+    assert calibration["city_threshold"] == pytest.approx(city, abs=1e-4)
+    assert gate.thresholds[0] > city + 0.05
+    assert calibration["sights_above_city_threshold"] == 1
+    one_threshold = Gate(gate.bank, gate.bank_classes, np.full(2, city, np.float32),
+                         gate.negatives, gate.rival_margin, gate.negative_margin)
+    look_alikes = embed(photos(other, 20, spreads[0]))
+    assert one_threshold.keeps(look_alikes)[:, 0].mean() >= 0.8
+    assert gate.keeps(look_alikes)[:, 0].mean() <= 0.1
+    new_photos = embed(photos(sights[0], 40, spreads[0]))
+    assert gate.keeps(new_photos)[:, 0].mean() >= 0.95
+    assert calibration["calibration_lost"] <= int(calibration["calibrated_on"] * 0.03) + 1
+
+
+def test_a_sight_with_few_photos_keeps_the_citys_threshold() -> None:
+    # too few photos for a 3% tail of their own: the city's threshold; never below it
+    classes = np.array([0] * 40 + [1] * 10 + [2] * 40)
+    true_sims = np.concatenate([np.linspace(0.8, 0.9, 40), np.full(10, 0.95),
+                                np.linspace(0.2, 0.9, 40)])
+    lost = np.zeros(len(classes), bool)
+    thresholds = rejection.sight_thresholds(true_sims, lost, classes, 0.5, 3)
+    assert thresholds[0] == pytest.approx(0.8025641 - rejection.MARGIN)  # its second photo
+    assert thresholds[1] == pytest.approx(0.5) and thresholds[2] == pytest.approx(0.5)
+    lost[:2] = True  # two taken by rivals already: the allowance (one) is spent
+    thresholds = rejection.sight_thresholds(true_sims, lost, classes, 0.5, 3)
+    assert thresholds[0] == pytest.approx(0.8051282 - rejection.MARGIN)
+
+
 def test_training_photos_calibrate_the_gate_without_their_near_duplicates() -> None:
     # each training photo is there three times (augmented copies, one near-duplicate
     # group): left out for calibration, it must not be matched to its own copies
@@ -293,7 +345,7 @@ def test_the_trained_model_carries_a_calibrated_gate(trained: TrainedModel,
     # their mean
     estimates, lost = rejection["estimates"], rejection["lost_by_estimate"]
     for index, value in enumerate((rejection["rival_margin"], rejection["negative_margin"],
-                                   rejection["thresholds"][0])):
+                                   rejection["city_threshold"])):
         assert value == pytest.approx(
             (estimates["held_out"][index] + estimates["with_training_left_out"][index]) / 2,
             abs=2e-4)
@@ -301,6 +353,7 @@ def test_the_trained_model_carries_a_calibrated_gate(trained: TrainedModel,
     similarity = rejection["calibration_similarity"]
     assert all(similarity["min"] - 0.02 <= t <= similarity["median"]
                for t in rejection["thresholds"])
+    assert min(rejection["thresholds"]) == pytest.approx(rejection["city_threshold"], abs=1e-4)
     assert min(rejection["rival_margin"], rejection["negative_margin"]) >= RIVAL_MARGIN
     names = {t.name for t in onnx.load_from_string(trained.onnx).graph.initializer}
     assert REJECTION_INITIALIZER in names

@@ -18,7 +18,8 @@ The embedding is the pooled stride-32 features of the frozen ImageNet backbone: 
 enough to tell a cat, a cup or another city's tower from the city's sights. It needs no
 other city's photos: the threshold and the margins are calibrated on the city's own photos
 (the held-out ones, and each training photo left out of the banks with its near-duplicates)
-so that at least `KEEP_RATE` of them keep their sight.
+so that at least `KEEP_RATE` of them keep their sight. A sight with photos enough to
+estimate its own tail gets its own threshold, never under the city's (`sight_thresholds`).
 
 The bank of embeddings and the threshold are constants inside the exported ONNX graph,
 so the Python client, the API and the browser all get the gate with the contract unchanged.
@@ -39,6 +40,7 @@ from sightscan.training.dataset import Sample
 
 KEEP_RATE = 0.97  # share of held-out sight photos that must keep their answer
 MARGIN = 0.02  # below the calibrated quantile: a few val photos understate the spread
+MIN_SIGHT_CALIBRATION = 34  # photos a sight needs for a 1 - KEEP_RATE tail of its own
 MAX_PER_CLASS = 64  # bank entries per sight (k-centre choice keeps the coverage)
 MAX_NEGATIVES = 128  # bank entries of negative photos
 MAX_LANDMARKS = 256  # bank entries of other landmarks' photos (the landmark pool), on top
@@ -365,17 +367,49 @@ def _calibrate(true_sims: np.ndarray, other_sights: np.ndarray, negatives: np.nd
     lost = true_sims + negative_margin <= negatives
     rival_margin = _margin((other_sights - true_sims)[~lost], allowed - int(lost.sum()))
     lost |= true_sims + rival_margin <= other_sights
-    passing = np.sort(true_sims[~lost])
-    threshold = (float(passing[min(max(0, allowed - int(lost.sum())), len(passing) - 1)])
-                 - MARGIN if len(passing) else DISABLED)
+    threshold = _tail(true_sims[~lost], allowed - int(lost.sum()))
     return Calibration(rival_margin, negative_margin, threshold)
+
+
+def _tail(passing: np.ndarray, allowed: int) -> float:
+    """MARGIN below the similarity that leaves `allowed` of these photos under it."""
+    if not len(passing):
+        return DISABLED
+    return float(np.sort(passing)[min(max(0, allowed), len(passing) - 1)]) - MARGIN
+
+
+def sight_thresholds(true_sims: np.ndarray, lost: np.ndarray, classes: np.ndarray,
+                     city_threshold: float, num_classes: int) -> np.ndarray:
+    """Per sight, the city's threshold raised to the sight's own 1 - KEEP_RATE tail.
+
+    The city's threshold is set by its most varied sight; a sight whose photos are much
+    alike (a gate seen from one square) then lets through photos only roughly like them
+    (another city's church). Raising it to the sight's own tail refuses those, and never
+    lowers it, so no sight loses more of its photos than the city's threshold allows. A
+    sight with fewer than MIN_SIGHT_CALIBRATION photos (`lost`: taken by rivals) keeps the
+    city's threshold: its tail cannot be estimated.
+    """
+    thresholds = np.full(num_classes, city_threshold, np.float32)
+    for c in range(num_classes):
+        mine = classes == c
+        if mine.sum() >= MIN_SIGHT_CALIBRATION:
+            allowed = int(mine.sum() * (1.0 - KEEP_RATE)) - int((mine & lost).sum())
+            thresholds[c] = max(city_threshold, _tail(true_sims[mine & ~lost], allowed))
+    return thresholds
+
+
+def _to_rivals(true_sims: np.ndarray, other_sights: np.ndarray, negatives: np.ndarray,
+               setting: Calibration) -> np.ndarray:
+    """bool: which of these sight photos a rival takes at this setting's margins."""
+    lost: np.ndarray = ((true_sims + setting.rival_margin <= other_sights)
+                        | (true_sims + setting.negative_margin <= negatives))
+    return lost
 
 
 def _lost(true_sims: np.ndarray, other_sights: np.ndarray, negatives: np.ndarray,
           setting: Calibration) -> tuple[int, int]:
     """How many of these sight photos lose their sight (to a rival, in all) at this setting."""
-    to_rivals = ((true_sims + setting.rival_margin <= other_sights)
-                 | (true_sims + setting.negative_margin <= negatives))
+    to_rivals = _to_rivals(true_sims, other_sights, negatives, setting)
     return int(to_rivals.sum()), int((to_rivals | (true_sims < setting.threshold)).sum())
 
 
@@ -383,8 +417,9 @@ def build_gate(embedder: Embedder, train: Sequence[Sample], val: Sequence[Sample
                num_classes: int, landmarks: Sequence[Sample] = ()
                ) -> tuple[Gate, dict[str, Any]]:
     """Banks from the training photos (and `landmarks`, other landmarks' photos, as
-    negatives); the threshold and the rival margin calibrated on the held-out `val` photos
-    and on every training sight photo left out with its near-duplicates.
+    negatives); the margins, the city's threshold and each sight's calibrated on the
+    held-out `val` photos and on every training sight photo left out with its
+    near-duplicates.
 
     `embedder` gives the network's photo embeddings: the trained float network's
     (trainer.py) or the int8 model's, so that its gate matches its own features (quantize.py).
@@ -424,7 +459,10 @@ def build_gate(embedder: Embedder, train: Sequence[Sample], val: Sequence[Sample
     estimates = {"held_out": _calibrate(true_sims[:held_out], *(r[:held_out] for r in rivals)),
                  "with_training_left_out": _calibrate(true_sims, *rivals)}
     setting = Calibration(*np.mean(list(estimates.values()), axis=0).tolist())
-    to_rivals, lost = _lost(true_sims, *rivals, setting)
+    to_rivals = _to_rivals(true_sims, *rivals, setting)
+    classes = np.array([c for _, c in pairs], np.int64)
+    thresholds = sight_thresholds(true_sims, to_rivals, classes, setting.threshold, num_classes)
+    lost = to_rivals | (true_sims < thresholds[classes])
     calibration: dict[str, Any] = {
         "calibrated_on": len(labelled),
         "background_left_out_as_sight_like": bank.background_left_out,
@@ -432,8 +470,11 @@ def build_gate(embedder: Embedder, train: Sequence[Sample], val: Sequence[Sample
         "landmarks_left_out_as_sight_like": bank.landmarks_left_out,
         "calibrated_on_held_out": len(val_pos),
         "calibrated_on_training_left_out": len(sights),
-        "calibration_lost_to_rivals": to_rivals,
-        "calibration_lost": lost,
+        "calibration_lost_to_rivals": int(to_rivals.sum()),
+        "calibration_lost": int(lost.sum()),
+        # the threshold of the city's photos together; `thresholds` raise it per sight
+        "city_threshold": round(setting.threshold, 4),
+        "sights_above_city_threshold": int((thresholds > setting.threshold).sum()),
         "calibration_similarity": {"min": round(float(true_sims.min()), 4),
                                    "median": round(float(np.median(true_sims)), 4)},
         # (rival margin, negative margin, threshold) of each estimate alone, and the photos
@@ -442,8 +483,8 @@ def build_gate(embedder: Embedder, train: Sequence[Sample], val: Sequence[Sample
         "lost_by_estimate": {name: list(_lost(true_sims, *rivals, e))
                              for name, e in estimates.items()},
     }
-    gate = Gate(gate.bank, gate.bank_classes, np.full(num_classes, setting.threshold, np.float32),
-                negatives, setting.rival_margin, setting.negative_margin)
+    gate = Gate(gate.bank, gate.bank_classes, thresholds, negatives, setting.rival_margin,
+                setting.negative_margin)
     val_neg = [s for s in val if s.is_negative]
     if val_neg:
         rejected = ~gate.keeps(embedder([s.pixels for s in val_neg])).any(axis=1)
