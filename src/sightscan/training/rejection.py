@@ -384,10 +384,11 @@ def sight_thresholds(true_sims: np.ndarray, lost: np.ndarray, classes: np.ndarra
 
     The city's threshold is set by its most varied sight; a sight whose photos are much
     alike (a gate seen from one square) then lets through photos only roughly like them
-    (another city's church). Raising it to the sight's own tail refuses those, and never
-    lowers it, so no sight loses more of its photos than the city's threshold allows. A
-    sight with fewer than MIN_SIGHT_CALIBRATION photos (`lost`: taken by rivals) keeps the
-    city's threshold: its tail cannot be estimated.
+    (another city's church). Raising it to the sight's own tail refuses those; it is never
+    lowered, so a sight loses at most its own allowance or what the city's threshold takes.
+    `lost` marks the photos rivals already take: they count against their sight's
+    allowance. A sight with fewer than MIN_SIGHT_CALIBRATION photos keeps the city's
+    threshold: its tail cannot be estimated.
     """
     thresholds = np.full(num_classes, city_threshold, np.float32)
     for c in range(num_classes):
